@@ -1,0 +1,15 @@
+"""adamcore: a fused, multi-threaded, bitwise-deterministic Adam for NumPy.
+
+    import numpy as np, adamcore
+    w = np.zeros(3, np.float32)
+    opt = adamcore.Adam([w], lr=1e-3)
+    opt.step([grad_w])          # w is updated in place
+"""
+
+from adamcore import functional, reference
+from adamcore._info import build_info, set_simd_level
+from adamcore.optimizer import Adam, AdamW
+
+__version__ = "0.1.0"
+
+__all__ = ["Adam", "AdamW", "build_info", "functional", "reference", "set_simd_level"]

@@ -1,0 +1,65 @@
+"""Choose the implementation: the compiled kernel or the NumPy reference.
+
+``impl="auto"`` takes ``ADAMCORE_IMPL`` from the environment if set, else the
+C kernel when the extension imports, else NumPy with one warning. An explicit
+``impl="c"`` or ``impl="numpy"`` always wins over the environment.
+"""
+
+import os
+import warnings
+
+try:
+    from adamcore import _kernel
+except ImportError as exc:  # no compiled extension: NumPy fallback
+    _kernel = None
+    _KERNEL_ERROR = exc
+else:
+    _KERNEL_ERROR = None
+
+from adamcore import reference
+
+IMPLS = ("auto", "c", "numpy")
+_warned = False
+
+
+def kernel():
+    """The compiled module, or None."""
+    return _kernel
+
+
+def resolve(impl):
+    """Turn ``impl`` into "c" or "numpy", or raise a clear error."""
+    global _warned
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        impl = os.environ.get("ADAMCORE_IMPL", "auto") or "auto"
+        if impl not in IMPLS:
+            raise ValueError(f"ADAMCORE_IMPL must be one of {IMPLS}, got {impl!r}")
+    if impl == "auto":
+        if _kernel is not None:
+            return "c"
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                f"adamcore: compiled kernel unavailable ({_KERNEL_ERROR}); "
+                "using the NumPy fallback, which is slower",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return "numpy"
+    if impl == "c" and _kernel is None:
+        raise ImportError(
+            f"impl='c' needs the compiled extension adamcore._kernel, which failed to "
+            f"import: {_KERNEL_ERROR}. Reinstall with a C compiler, or use impl='numpy'."
+        )
+    return impl
+
+
+def step_buckets(impl, buckets, n_threads, scratch=None):
+    """Run one validated-then-applied step (see adamcore._validate) with ``impl``
+    ("c" or "numpy"); ``scratch`` is the NumPy path's reusable buffers."""
+    if impl == "c":
+        _kernel.adam_step_buckets(buckets, n_threads)
+    else:
+        reference.adam_step_buckets(buckets, n_threads, scratch)

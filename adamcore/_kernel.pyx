@@ -1,0 +1,306 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, freethreading_compatible=True
+"""Binding to the C Adam kernel (csrc/): check everything, then call C with
+the GIL released.
+
+Checks run at C speed over the whole step (every bucket, see
+adamcore._validate) before any kernel call, so a bad tensor anywhere leaves
+every array untouched. When a check fails, adamcore._validate finds and words
+the error, so this module and the NumPy reference refuse alike.
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport qsort
+
+cimport numpy as cnp
+
+from adamcore import _validate
+
+cnp.import_array()
+
+cdef extern from "adamcore.h" nogil:
+    enum:
+        ADAMCORE_OK
+        ADAMCORE_EPS_TORCH
+        ADAMCORE_EPS_KERAS
+        ADAMCORE_SIMD_COUNT
+        ADAMCORE_PARALLEL_MIN
+
+    ctypedef struct adamcore_tensor:
+        void *param
+        const void *grad
+        void *exp_avg
+        void *exp_avg_sq
+        void *max_exp_avg_sq
+        int64_t n
+
+    ctypedef struct adamcore_adam_hyper:
+        double lr, beta1, beta2, eps, weight_decay
+        int64_t step
+        int decoupled, amsgrad, maximize, eps_mode
+
+    int adamcore_adam_step_f32(const adamcore_tensor *, int64_t, const adamcore_adam_hyper *, int)
+    int adamcore_adam_step_f64(const adamcore_tensor *, int64_t, const adamcore_adam_hyper *, int)
+    int adamcore_simd_supported()
+    int adamcore_simd_get()
+    int adamcore_simd_set(int)
+    const char *adamcore_simd_name(int)
+    int adamcore_openmp_enabled()
+    int adamcore_max_threads()
+
+cdef extern from *:
+    """
+    #ifndef ADAMCORE_COMPILE_ARGS
+    #define ADAMCORE_COMPILE_ARGS "unknown"
+    #endif
+    """
+    const char *ADAMCORE_COMPILE_ARGS
+
+PARALLEL_MIN = ADAMCORE_PARALLEL_MIN
+COMPILE_ARGS = ADAMCORE_COMPILE_ARGS.decode()
+
+
+# ---- build and run-time configuration ------------------------------------
+
+def openmp_enabled():
+    return bool(adamcore_openmp_enabled())
+
+
+def max_threads():
+    """OpenMP's current thread limit (1 without OpenMP)."""
+    return adamcore_max_threads()
+
+
+def simd_levels():
+    """Names of the SIMD levels this build and CPU run, lowest first."""
+    return [adamcore_simd_name(i).decode() for i in range(adamcore_simd_supported() + 1)]
+
+
+def simd_level():
+    """Name of the SIMD level in use."""
+    return adamcore_simd_name(adamcore_simd_get()).decode()
+
+
+def set_simd_level(name):
+    """Use SIMD level ``name`` from now on; returns the previous level's name.
+
+    Every level gives the same bits; this exists to test and measure that.
+    """
+    names = [adamcore_simd_name(i).decode() for i in range(ADAMCORE_SIMD_COUNT)]
+    if name not in names:
+        raise ValueError(f"SIMD level must be one of {names}, got {name!r}")
+    previous = simd_level()
+    if adamcore_simd_set(names.index(name)) != ADAMCORE_OK:
+        raise ValueError(f"SIMD level {name!r} is not supported here; available: {simd_levels()}")
+    return previous
+
+
+cpdef int resolve_n_threads(object n_threads) except -1:
+    """None: OpenMP's limit; n >= 1: n; n < 0: limit + 1 + n, at least 1."""
+    cdef long n
+    if n_threads is None:
+        return adamcore_max_threads()
+    _validate.check_n_threads(n_threads)
+    n = n_threads
+    if n < 0:
+        n = adamcore_max_threads() + 1 + n
+        return n if n > 1 else 1
+    return <int>min(n, 1 << 20)
+
+
+# ---- checks --------------------------------------------------------------
+
+ctypedef struct span:
+    uintptr_t start
+    uintptr_t end
+
+cdef int _span_cmp(const void *a, const void *b) noexcept nogil:
+    cdef uintptr_t x = (<const span *>a).start, y = (<const span *>b).start
+    return (x > y) - (x < y)
+
+
+cdef inline bint _real_ok(object x, double lo, bint lo_open, double hi) noexcept:
+    """x is a Python int/float (not bool) in range; anything else takes the slow path."""
+    cdef double d
+    if type(x) is float or (isinstance(x, float)):
+        d = <double>x
+    elif type(x) is int:
+        if x < -1e300 or x > 1e300:
+            return False
+        d = <double>x
+    else:
+        return False
+    if not isfinite(d):
+        return False
+    return (d > lo if lo_open else d >= lo) and d < hi
+
+
+cdef bint _hyper_ok(tuple hyper) noexcept:
+    if len(hyper) != 9:
+        return False
+    lr, beta1, beta2, eps, weight_decay, step, _, _, eps_mode = hyper
+    return (_real_ok(lr, 0.0, False, 1e308) and _real_ok(beta1, 0.0, False, 1.0)
+            and _real_ok(beta2, 0.0, False, 1.0) and _real_ok(eps, 0.0, False, 1e308)
+            and _real_ok(weight_decay, 0.0, False, 1e308)
+            and type(step) is int and step >= 1 and step < (1 << 62)
+            and (eps_mode == "torch" or eps_mode == "keras"))
+
+
+cdef void _to_hyper(tuple hyper, bint amsgrad, adamcore_adam_hyper *h) except *:
+    lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode = hyper
+    h.lr = float(lr)
+    h.beta1 = float(beta1)
+    h.beta2 = float(beta2)
+    h.eps = float(eps)
+    h.weight_decay = float(weight_decay)
+    h.step = int(step)
+    h.decoupled = bool(decoupled)
+    h.maximize = bool(maximize)
+    h.amsgrad = amsgrad
+    h.eps_mode = ADAMCORE_EPS_KERAS if eps_mode == "keras" else ADAMCORE_EPS_TORCH
+
+
+cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeable,
+                    span *out) noexcept:
+    """obj matches param in type, dtype, shape and layout; record its byte span."""
+    cdef cnp.ndarray a
+    cdef int flags, k
+    if not cnp.PyArray_Check(obj):
+        return False
+    a = <cnp.ndarray>obj
+    flags = cnp.PyArray_FLAGS(a)
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(param):
+        return False
+    for k in range(cnp.PyArray_NDIM(a)):
+        if cnp.PyArray_DIM(a, k) != cnp.PyArray_DIM(param, k):
+            return False
+    if not (flags & order_flag) or not (flags & cnp.NPY_ARRAY_ALIGNED):
+        return False
+    if writeable and not (flags & cnp.NPY_ARRAY_WRITEABLE):
+        return False
+    out.start = <uintptr_t>cnp.PyArray_DATA(a)
+    out.end = out.start + <uintptr_t>cnp.PyArray_NBYTES(a)
+    return True
+
+
+cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, span *spans,
+                     Py_ssize_t *n_spans, int *typenum) noexcept:
+    """Check one bucket's arrays and fill its rows of the tensor table."""
+    cdef list params, grads, ms, vs
+    cdef object vmaxs
+    cdef cnp.ndarray p
+    cdef Py_ssize_t k, n
+    cdef int order_flag, flags
+    if len(bucket) != 7 or type(bucket[6]) is not tuple or not _hyper_ok(bucket[6]):
+        return False
+    if not (type(bucket[0]) is list and type(bucket[1]) is list and type(bucket[2]) is list
+            and type(bucket[3]) is list):
+        return False
+    params, grads, ms, vs, vmaxs = bucket[0], bucket[1], bucket[2], bucket[3], bucket[4]
+    n = len(params)
+    if len(grads) != n or len(ms) != n or len(vs) != n:
+        return False
+    if vmaxs is not None and (type(vmaxs) is not list or len(<list>vmaxs) != n):
+        return False
+    typenum[0] = -1
+    for k in range(n):
+        if not cnp.PyArray_Check(params[k]):
+            return False
+        p = <cnp.ndarray>params[k]
+        if typenum[0] == -1:
+            typenum[0] = cnp.PyArray_TYPE(p)
+            if typenum[0] != cnp.NPY_FLOAT32 and typenum[0] != cnp.NPY_FLOAT64:
+                return False
+        elif cnp.PyArray_TYPE(p) != typenum[0]:
+            return False
+        flags = cnp.PyArray_FLAGS(p)
+        order_flag = cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS else cnp.NPY_ARRAY_F_CONTIGUOUS
+        if not (_array_ok(p, p, order_flag, True, &spans[n_spans[0]])
+                and _array_ok(grads[k], p, order_flag, False, &spans[n_spans[0] + 1])
+                and _array_ok(ms[k], p, order_flag, True, &spans[n_spans[0] + 2])
+                and _array_ok(vs[k], p, order_flag, True, &spans[n_spans[0] + 3])):
+            return False
+        table[k].param = <void *>spans[n_spans[0]].start
+        table[k].grad = <const void *>spans[n_spans[0] + 1].start
+        table[k].exp_avg = <void *>spans[n_spans[0] + 2].start
+        table[k].exp_avg_sq = <void *>spans[n_spans[0] + 3].start
+        table[k].max_exp_avg_sq = NULL
+        table[k].n = cnp.PyArray_SIZE(p)
+        n_spans[0] += 4
+        if vmaxs is not None:
+            if not _array_ok((<list>vmaxs)[k], p, order_flag, True, &spans[n_spans[0]]):
+                return False
+            table[k].max_exp_avg_sq = <void *>spans[n_spans[0]].start
+            n_spans[0] += 1
+    return True
+
+
+cdef bint _disjoint(span *spans, Py_ssize_t n) noexcept:
+    """No two non-empty spans share a byte."""
+    cdef Py_ssize_t i, k = 0
+    for i in range(n):
+        if spans[i].end > spans[i].start:
+            spans[k] = spans[i]
+            k += 1
+    qsort(spans, k, sizeof(span), _span_cmp)
+    for i in range(1, k):
+        if spans[i].start < spans[i - 1].end:
+            return False
+    return True
+
+
+# ---- the step ------------------------------------------------------------
+
+def adam_step_buckets(list buckets, n_threads=None):
+    """Validate the whole step, then run each bucket as one GIL-free C call."""
+    cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
+    cdef int nt, status, typenum
+    cdef adamcore_tensor *table = NULL
+    cdef span *spans = NULL
+    cdef adamcore_adam_hyper *hypers = NULL
+    cdef int *typenums = NULL
+    cdef bint ok = True
+    for bucket in buckets:
+        if type(bucket) is not tuple or len(<tuple>bucket) != 7 or type(bucket[0]) is not list:
+            _validate.check_buckets(buckets, n_threads)
+            raise TypeError("each bucket must be a tuple of 7 items (see adamcore._validate)")
+        n_tensors += len(<list>bucket[0])
+    nt = resolve_n_threads(n_threads)
+    table = <adamcore_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_tensor))
+    spans = <span *>PyMem_Malloc(max(5 * n_tensors, 1) * sizeof(span))
+    hypers = <adamcore_adam_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_adam_hyper))
+    typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
+    try:
+        if table == NULL or spans == NULL or hypers == NULL or typenums == NULL:
+            raise MemoryError()
+        for b in range(len(buckets)):
+            bucket = buckets[b]
+            if not _bucket_ok(bucket, table + row, spans, &n_spans, &typenums[b]):
+                ok = False
+                break
+            row += len(<list>bucket[0])
+        ok = ok and _disjoint(spans, n_spans)
+        if not ok:
+            _validate.check_buckets(buckets, n_threads)
+            raise RuntimeError("adamcore internal error: the C checks refused a step that "
+                               "adamcore._validate accepts")
+        for b in range(len(buckets)):
+            _to_hyper(buckets[b][6], buckets[b][4] is not None, &hypers[b])
+        row = 0
+        for b in range(len(buckets)):
+            count = len(<list>buckets[b][0])
+            typenum = typenums[b]
+            with nogil:
+                if typenum == cnp.NPY_FLOAT64:
+                    status = adamcore_adam_step_f64(table + row, count, &hypers[b], nt)
+                else:
+                    status = adamcore_adam_step_f32(table + row, count, &hypers[b], nt)
+            if status != ADAMCORE_OK:
+                raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
+            row += count
+    finally:
+        PyMem_Free(table)
+        PyMem_Free(spans)
+        PyMem_Free(hypers)
+        PyMem_Free(typenums)

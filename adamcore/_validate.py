@@ -1,0 +1,165 @@
+"""Argument checks: the one place where adamcore words its errors.
+
+The NumPy reference runs these checks before touching anything. The compiled
+binding runs its own fast C-level checks and, when one fails, calls
+``check_buckets`` here to raise the same error, so both implementations refuse
+the same inputs with the same messages.
+
+A step is a list of *buckets*, each a tuple::
+
+    (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper)
+
+params ... exp_avg_sqs are equal-length lists of arrays of one dtype;
+max_exp_avg_sqs is such a list (AMSGrad) or None; indices names the tensors in
+messages (``grads[3]``), or None for a single unnamed tensor; hyper is
+``(lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode)``.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+EPS_MODES = ("torch", "keras")
+
+
+def _real(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def check_lr(lr):
+    if not (_real("lr", lr) >= 0.0 and math.isfinite(lr)):
+        raise ValueError(f"Invalid learning rate: {lr!r} (lr must be finite and >= 0)")
+
+
+def check_betas(beta1, beta2):
+    for i, beta in enumerate((beta1, beta2)):
+        if not 0.0 <= _real(f"beta{i + 1}", beta) < 1.0:
+            raise ValueError(
+                f"Invalid beta parameter at index {i}: {beta!r} (beta{i + 1} must be in [0, 1))"
+            )
+
+
+def check_eps(eps):
+    if not (_real("eps", eps) >= 0.0 and math.isfinite(eps)):
+        raise ValueError(f"Invalid epsilon value: {eps!r} (eps must be finite and >= 0)")
+
+
+def check_weight_decay(weight_decay):
+    if not (_real("weight_decay", weight_decay) >= 0.0 and math.isfinite(weight_decay)):
+        raise ValueError(
+            f"Invalid weight_decay value: {weight_decay!r} (weight_decay must be finite and >= 0)"
+        )
+
+
+def check_eps_mode(eps_mode):
+    if eps_mode not in EPS_MODES:
+        raise ValueError(f"eps_mode must be 'torch' or 'keras', got {eps_mode!r}")
+
+
+def check_step(step):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an integer, got {type(step).__name__}")
+    if step < 1:
+        raise ValueError(f"step must be >= 1 (the count after this update), got {step!r}")
+
+
+def check_n_threads(n_threads):
+    if n_threads is None:
+        return
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be an integer or None, got {type(n_threads).__name__}")
+    if n_threads == 0:
+        raise ValueError("n_threads must be None, >= 1, or negative (-1: all CPUs), got 0")
+
+
+def check_hyper(hyper):
+    lr, beta1, beta2, eps, weight_decay, step, _decoupled, _maximize, eps_mode = hyper
+    check_lr(lr)
+    check_betas(beta1, beta2)
+    check_eps(eps)
+    check_weight_decay(weight_decay)
+    check_step(step)
+    check_eps_mode(eps_mode)
+
+
+def _label(name, index):
+    return name if index is None else f"{name}s[{index}]"
+
+
+def _span(a):
+    start = a.__array_interface__["data"][0]
+    return start, start + a.nbytes
+
+
+def check_tensor(index, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
+    """Check one tensor's arrays against its param; raise on the first problem."""
+    arrays = [("param", param), ("grad", grad), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
+    if max_exp_avg_sq is not None:
+        arrays.append(("max_exp_avg_sq", max_exp_avg_sq))
+    for name, a in arrays:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{_label(name, index)} must be a numpy.ndarray, got {type(a).__name__}")
+    p_name = _label("param", index)
+    if param.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{p_name} must have dtype float32 or float64, got {param.dtype}")
+    for name, a in arrays[1:]:
+        if a.dtype != param.dtype:
+            raise TypeError(
+                f"{_label(name, index)} has dtype {a.dtype} but {p_name} has dtype {param.dtype}"
+            )
+        if a.shape != param.shape:
+            raise ValueError(
+                f"{_label(name, index)} has shape {a.shape} but {p_name} has shape {param.shape}"
+            )
+    for name, a in arrays:
+        if name != "grad" and not a.flags.writeable:
+            raise ValueError(f"{_label(name, index)} is read-only; it is updated in place")
+        if not a.flags.aligned:
+            raise ValueError(f"{_label(name, index)} is not aligned to its dtype ({a.dtype})")
+    if not (param.flags.c_contiguous or param.flags.f_contiguous):
+        raise ValueError(f"{p_name} must be C- or F-contiguous; it is updated in place, never copied")
+    order = "C" if param.flags.c_contiguous else "F"
+    for name, a in arrays[1:]:
+        if not (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
+            raise ValueError(
+                f"{_label(name, index)} must be {order}-contiguous like {p_name} "
+                "(same memory layout, so elements pair up)"
+            )
+    return [(_label(name, index), a) for name, a in arrays]
+
+
+def check_no_overlap(named_arrays):
+    """Refuse any two arrays sharing a byte (param is grad, m overlaps v, ...)."""
+    spans = sorted(
+        (_span(a) + (name,) for name, a in named_arrays if a.nbytes > 0), key=lambda s: s[0]
+    )
+    for (_, end, name), (start, _, other) in zip(spans, spans[1:]):
+        if start < end:
+            raise ValueError(f"{other} overlaps {name} in memory; every buffer must be distinct")
+
+
+def check_buckets(buckets, n_threads):
+    """Validate a whole step (see the module docstring) before anything runs."""
+    check_n_threads(n_threads)
+    named = []
+    for params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper in buckets:
+        check_hyper(hyper)
+        if len(grads) != len(params):
+            raise ValueError(f"expected {len(params)} grads (one per param), got {len(grads)}")
+        dtype = None
+        for k, param in enumerate(params):
+            index = None if indices is None else indices[k]
+            vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[k]
+            named += check_tensor(index, param, grads[k], exp_avgs[k], exp_avg_sqs[k], vmax)
+            if dtype is None:
+                dtype = param.dtype
+            elif param.dtype != dtype:
+                raise TypeError(
+                    f"{_label('param', index)} has dtype {param.dtype} but the other params "
+                    f"of this call have {dtype}; one call steps one dtype"
+                )
+    check_no_overlap(named)

@@ -1,0 +1,40 @@
+"""Stateless Adam steps on arrays you own (like torch.optim's functional API)."""
+
+from adamcore import _impl
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
+              weight_decay=0.0, decoupled=False, max_exp_avg_sq=None, maximize=False,
+              eps_mode="torch", n_threads=None, impl="auto"):
+    r"""One Adam step of ``param``, in place, updating the moments in place.
+
+    With :math:`g` = ``grad`` and :math:`t` = ``step`` (the count *after* this
+    update, starting at 1), each element does, in this order::
+
+        g = -g                              if maximize
+        g = g + weight_decay * p            if weight_decay and not decoupled (L2)
+        p = p * (1 - lr * weight_decay)     if weight_decay and decoupled (AdamW)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * (g * g)
+        v = vmax = maximum(vmax, v)         if max_exp_avg_sq is given (AMSGrad)
+        p = p - step_size * (m / (sqrt(v) * dscale + eps))
+
+    with bc1 = 1 - beta1**t and bc2 = 1 - beta2**t computed once in double:
+
+    - ``eps_mode="torch"`` (PyTorch, the paper's algorithm 1):
+      step_size = lr / bc1, dscale = 1 / sqrt(bc2).
+    - ``eps_mode="keras"`` (Keras/TF, the paper's "epsilon hat"):
+      step_size = lr * sqrt(bc2) / bc1, dscale = 1.
+
+    All arrays must be contiguous float32 or float64 arrays of one dtype, shape
+    and memory layout, with no two sharing memory; ``grad`` may be read-only.
+    Invalid input raises TypeError or ValueError before anything is written.
+
+    ``n_threads``: None uses OpenMP's limit, n >= 1 at most n threads, n < 0
+    all but ``-n - 1``. ``impl``: "auto", "c" or "numpy" (see adamcore docs).
+    Every implementation, thread count and SIMD level gives the same bits.
+    """
+    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode)
+    vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
+    bucket = ([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)
+    _impl.step_buckets(_impl.resolve(impl), [bucket], n_threads)

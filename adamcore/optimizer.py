@@ -1,0 +1,294 @@
+"""Adam and AdamW optimizer classes with PyTorch's API over NumPy arrays.
+
+Layers: these classes keep param groups and state and build one step's
+buckets (see adamcore._validate); adamcore._impl runs them with the C kernel
+or the NumPy reference.
+"""
+
+import numbers
+
+import numpy as np
+
+from adamcore import _alloc, _impl, _validate
+
+_STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+_FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
+_NO_STATE = {}
+
+
+def _check_group_options(group):
+    """Range and type checks of one group's hyperparameters (PyTorch-like messages)."""
+    _validate.check_lr(group["lr"])
+    betas = group["betas"]
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    _validate.check_betas(*betas)
+    _validate.check_eps(group["eps"])
+    _validate.check_weight_decay(group["weight_decay"])
+    _validate.check_eps_mode(group["eps_mode"])
+    for flag in _FLAGS:
+        if not isinstance(group[flag], (bool, np.bool_)):
+            raise TypeError(f"{flag} must be a bool, got {type(group[flag]).__name__}")
+
+
+def _check_param(param, index):
+    name = f"params[{index}]"
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(param).__name__}")
+    if param.dtype not in _validate.FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {param.dtype}")
+    if not param.flags.writeable:
+        raise ValueError(f"{name} is read-only; it is updated in place")
+    if not (param.flags.c_contiguous or param.flags.f_contiguous):
+        raise ValueError(f"{name} must be C- or F-contiguous; it is updated in place, never copied")
+    if not param.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype ({param.dtype})")
+
+
+class Adam:
+    r"""Adam (Kingma & Ba, 2015) with PyTorch's semantics and defaults.
+
+    For each parameter :math:`p` with gradient :math:`g` at step :math:`t`::
+
+        g = -g                              if maximize
+        g = g + weight_decay * p            if weight_decay (L2, coupled)
+        p = p * (1 - lr * weight_decay)     instead, if decoupled_weight_decay (AdamW)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        v = vmax = maximum(vmax, v)         if amsgrad
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    ``eps_mode="keras"`` puts epsilon where Keras/TF do (the paper's "epsilon
+    hat"): ``p = p - lr * sqrt(1 - beta2**t) / (1 - beta1**t) * m / (sqrt(v) + eps)``.
+
+    Parameters are contiguous float32/float64 NumPy arrays, updated in place.
+    ``params`` is a list of arrays or of param-group dicts (``{"params": [...],
+    "lr": ...}``) whose options override the defaults for that group.
+
+    ``step(grads)`` takes the gradients in the order of the params (None skips
+    a param; a single array when there is one param);
+    ``apply_gradients(zip(grads, params))`` is the Keras form. ``state[i]``
+    holds ``step``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``) of
+    the i-th param across all groups. ``n_threads`` (None: OpenMP's limit) and
+    ``impl`` ("auto", "c", "numpy") choose how the step runs, never its result.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+                 amsgrad=False, maximize=False, decoupled_weight_decay=False,
+                 eps_mode="torch", n_threads=None, impl="auto"):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                        amsgrad=amsgrad, maximize=maximize,
+                        decoupled_weight_decay=decoupled_weight_decay, eps_mode=eps_mode)
+        _check_group_options(defaults)
+        defaults["betas"] = tuple(betas)
+        _validate.check_n_threads(n_threads)
+        self.defaults = defaults
+        self.n_threads = n_threads
+        self.impl = _impl.resolve(impl)
+        self.param_groups = []
+        self.state = {}
+        self._params = []
+        self._scratch = {}
+        if isinstance(params, np.ndarray):
+            raise TypeError("params must be a list of arrays or of param-group dicts, "
+                            "got a single array; wrap it in a list")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # ---- groups ------------------------------------------------------------
+
+    def add_param_group(self, param_group):
+        """Add a group of params with its own options (PyTorch semantics)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, np.ndarray):
+            params = [params]
+        elif isinstance(params, (set, frozenset)) or params is None:
+            raise TypeError("param group 'params' must be an ordered list of arrays")
+        params = list(params)
+        unknown = set(param_group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"unknown option(s) in param group: {sorted(unknown)}")
+        group = {**self.defaults, **param_group, "params": params}
+        _check_group_options(group)
+        group["betas"] = tuple(group["betas"])
+        start = len(self._params)
+        for k, p in enumerate(params):
+            _check_param(p, start + k)
+        named = [(f"params[{i}]", p) for i, p in enumerate(self._params + params)]
+        _validate.check_no_overlap(named)
+        self.param_groups.append(group)
+        self._params.extend(params)
+
+    # ---- stepping ----------------------------------------------------------
+
+    def step(self, grads):
+        """Apply one Adam step to every param whose grad is not None."""
+        n = len(self._params)
+        if isinstance(grads, np.ndarray):
+            if n != 1:
+                raise TypeError(f"step() got one array but the optimizer has {n} params; "
+                                "pass a list of grads in param order")
+            grads = [grads]
+        elif not isinstance(grads, (list, tuple)):
+            grads = list(grads)
+        if len(grads) != n:
+            raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
+        buckets, stepped, fresh = self._buckets(grads)
+        _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
+        for i, entries in fresh.items():
+            self.state.setdefault(i, {"step": 0}).update(entries)
+        for i in stepped:
+            self.state[i]["step"] += 1
+
+    def apply_gradients(self, grads_and_vars):
+        """Keras form: ``opt.apply_gradients(zip(grads, params))``."""
+        index = {id(p): i for i, p in enumerate(self._params)}
+        grads = [None] * len(self._params)
+        for pair in grads_and_vars:
+            grad, var = pair
+            i = index.get(id(var))
+            if i is None:
+                raise ValueError("apply_gradients got a variable that is not a param of this "
+                                 "optimizer (params are matched by identity)")
+            if grads[i] is not None:
+                raise ValueError(f"apply_gradients got params[{i}] twice")
+            grads[i] = grad
+        self.step(grads)
+
+    def _buckets(self, grads):
+        """One bucket per (group, dtype, step count); new state kept aside until
+        the step succeeds, so a refused step changes nothing."""
+        buckets, stepped, fresh = [], [], {}
+        i = 0
+        for group in self.param_groups:
+            by_key = {}
+            amsgrad = bool(group["amsgrad"])
+            for p in group["params"]:
+                g = grads[i]
+                if g is not None:
+                    st = arrays = self.state.get(i, _NO_STATE)
+                    keys = _STATE_ARRAYS[:3 if amsgrad else 2]
+                    if any(k not in st for k in keys):
+                        fresh[i] = {k: _alloc.zeros_like_aligned(p) for k in keys if k not in st}
+                        arrays = {**st, **fresh[i]}
+                    key = (p.dtype, st.get("step", 0) + 1)
+                    lists = by_key.get(key)
+                    if lists is None:
+                        lists = by_key[key] = ([], [], [], [], [] if amsgrad else None, [])
+                    lists[0].append(p)
+                    lists[1].append(g)
+                    lists[2].append(arrays["exp_avg"])
+                    lists[3].append(arrays["exp_avg_sq"])
+                    if amsgrad:
+                        lists[4].append(arrays["max_exp_avg_sq"])
+                    lists[5].append(i)
+                    stepped.append(i)
+                i += 1
+            for (_, step), (ps, gs, ms, vs, vmaxs, idx) in by_key.items():
+                beta1, beta2 = group["betas"]
+                hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
+                         bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
+                         group["eps_mode"])
+                buckets.append((ps, gs, ms, vs, vmaxs, idx, hyper))
+        return buckets, stepped, fresh
+
+    # ---- state -------------------------------------------------------------
+
+    def state_dict(self):
+        """A snapshot: ``{"state": {i: {...}}, "param_groups": [...]}`` of plain
+        dicts, ints, floats and NumPy array copies (PyTorch's layout)."""
+        state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+                 for i, st in self.state.items()}
+        groups, i = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(i, i + n))})
+            i += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore a ``state_dict()``: checked whole against the params first,
+        then applied; a restored optimizer continues bitwise identically."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        index, groups = {}, []
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {gi} has {len(saved['params'])} params in "
+                                 f"state_dict, {len(group['params'])} here")
+            options = {k: v for k, v in saved.items() if k != "params"}
+            missing = set(self.defaults) - set(options)
+            if missing or set(options) - set(self.defaults):
+                raise ValueError(f"param group {gi} options must be {sorted(self.defaults)}")
+            new = {**options, "params": group["params"]}
+            _check_group_options(new)
+            new["betas"] = tuple(new["betas"])
+            groups.append(new)
+            for saved_id, p in zip(saved["params"], group["params"]):
+                index[saved_id] = (len(index), p, new)
+        state = {}
+        for saved_id, entry in state_dict["state"].items():
+            if saved_id not in index:
+                raise ValueError(f"state_dict has state for param id {saved_id!r}, "
+                                 "which no param group lists")
+            i, p, group = index[saved_id]
+            state[i] = self._checked_state(i, p, group, entry)
+        self.param_groups = groups
+        self.state = state
+
+    @staticmethod
+    def _checked_state(i, p, group, entry):
+        if not isinstance(entry, dict):
+            raise TypeError(f"state[{i}] must be a dict, got {type(entry).__name__}")
+        step = entry.get("step")
+        if isinstance(step, np.ndarray) and step.shape == ():
+            step = step.item()
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"state[{i}]['step'] must be an integer >= 0, got {step!r}")
+        required = set(_STATE_ARRAYS[:3 if group["amsgrad"] else 2])
+        keys = set(entry) - {"step"}
+        if not required <= keys or not keys <= set(_STATE_ARRAYS):
+            raise ValueError(f"state[{i}] must hold 'step' and {sorted(required)}, "
+                             f"got {sorted(entry)}")
+        out = {"step": int(step)}
+        for key in sorted(keys):
+            a = entry[key]
+            if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
+                desc = (f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
+                        else type(a).__name__)
+                raise ValueError(f"state[{i}]['{key}'] must be a {p.dtype} array of shape "
+                                 f"{p.shape} like params[{i}], got {desc}")
+            out[key] = _alloc.copy_like_aligned(p, a)
+        return out
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for gi, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {gi}")
+            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        return "\n".join(lines + [")"])
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019):
+    ``p = p * (1 - lr * weight_decay)`` before the Adam update, instead of
+    adding ``weight_decay * p`` to the gradient. Same API as :class:`Adam`."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
+                 amsgrad=False, maximize=False, eps_mode="torch", n_threads=None,
+                 impl="auto"):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, decoupled_weight_decay=True, eps_mode=eps_mode,
+                         n_threads=n_threads, impl=impl)

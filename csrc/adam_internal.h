@@ -1,0 +1,52 @@
+/* Internal to the C core: per-step scalars and the per-SIMD-level chunk kernels. */
+#ifndef ADAMCORE_ADAM_INTERNAL_H
+#define ADAMCORE_ADAM_INTERNAL_H
+
+#include <stdint.h>
+#include "adamcore.h"
+
+/* Per-step scalars, computed once per call in double (adam_step.c) and cast
+ * once to the element type before the loop. */
+typedef struct {
+    float b1, omb1, b2, omb2;  /* beta1, 1-beta1, beta2, 1-beta2 */
+    float eps;
+    float dscale;              /* 1/sqrt(bc2) (torch) or 1 (keras) */
+    float step_size;           /* lr/bc1 (torch) or lr*sqrt(bc2)/bc1 (keras) */
+    float wd;                  /* coupled L2 coefficient */
+    float decay;               /* 1 - lr*wd, decoupled */
+} adamcore_scalars_f32;
+
+typedef struct {
+    double b1, omb1, b2, omb2, eps, dscale, step_size, wd, decay;
+} adamcore_scalars_f64;
+
+/* Which of the 12 loop bodies runs: the options are resolved once per call,
+ * never tested inside the loop. */
+enum { ADAMCORE_WD_NONE = 0, ADAMCORE_WD_COUPLED = 1, ADAMCORE_WD_DECOUPLED = 2 };
+#define ADAMCORE_VARIANT(maximize, amsgrad, wd_mode) \
+    ((maximize) | ((amsgrad) << 1) | ((wd_mode) << 2))
+
+/* Steps n elements of one tensor on the calling thread. Pointers are typed by
+ * the dtype of the function's name; vmax may be NULL unless the variant has
+ * AMSGrad. */
+typedef void (*adamcore_chunk_fn)(void *p, const void *g, void *m, void *v,
+                                  void *vmax, int64_t n, const void *scalars,
+                                  int variant);
+
+#define ADAMCORE_DECLARE_CHUNKS(level)                                        \
+    void adamcore_chunk_f32_##level(void *, const void *, void *, void *,     \
+                                    void *, int64_t, const void *, int);      \
+    void adamcore_chunk_f64_##level(void *, const void *, void *, void *,     \
+                                    void *, int64_t, const void *, int);
+
+ADAMCORE_DECLARE_CHUNKS(baseline)
+#if defined(__x86_64__) || defined(_M_X64)
+#define ADAMCORE_X86 1
+ADAMCORE_DECLARE_CHUNKS(avx2)
+ADAMCORE_DECLARE_CHUNKS(avx512)
+#endif
+
+/* The level's chunk kernel for the dtype (0: float32, 1: float64). */
+adamcore_chunk_fn adamcore_chunk_for(int level, int is_f64);
+
+#endif /* ADAMCORE_ADAM_INTERNAL_H */

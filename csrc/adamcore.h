@@ -1,0 +1,88 @@
+/* adamcore C API: a fused, multi-threaded Adam step over contiguous buffers.
+ *
+ * Plain C, no Python.h: the kernels are stateless and can be built, tested and
+ * sanitized without Python (see test_kernel.c and the Makefile beside this file).
+ */
+#ifndef ADAMCORE_H
+#define ADAMCORE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes returned by every entry point. */
+enum {
+    ADAMCORE_OK = 0,
+    ADAMCORE_EINVAL = -1,      /* a hyperparameter, count or pointer is invalid */
+    ADAMCORE_EUNSUPPORTED = -2 /* SIMD level not built or not supported by this CPU */
+};
+
+/* Where the epsilon goes (see adam_body.h for the formulas). */
+enum {
+    ADAMCORE_EPS_TORCH = 0, /* p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps) */
+    ADAMCORE_EPS_KERAS = 1  /* p -= (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps) */
+};
+
+/* SIMD levels, lowest first. */
+enum {
+    ADAMCORE_SIMD_BASELINE = 0,
+    ADAMCORE_SIMD_AVX2 = 1,
+    ADAMCORE_SIMD_AVX512 = 2,
+    ADAMCORE_SIMD_COUNT = 3
+};
+
+/* One parameter tensor and its state, all of the same dtype and length n.
+ * Buffers must not overlap each other or any buffer of another tensor in the
+ * same call; max_exp_avg_sq is NULL unless amsgrad is set. */
+typedef struct {
+    void *param;           /* IN/OUT */
+    const void *grad;      /* IN     */
+    void *exp_avg;         /* IN/OUT first moment m */
+    void *exp_avg_sq;      /* IN/OUT second moment v */
+    void *max_exp_avg_sq;  /* IN/OUT running max of v (AMSGrad) or NULL */
+    int64_t n;             /* number of elements, >= 0 */
+} adamcore_tensor;
+
+typedef struct {
+    double lr;             /* >= 0 */
+    double beta1, beta2;   /* in [0, 1) */
+    double eps;            /* >= 0 */
+    double weight_decay;   /* >= 0 */
+    int64_t step;          /* >= 1: the step being taken, after incrementing */
+    int decoupled;         /* 0: L2 added to the gradient; 1: AdamW decay of p */
+    int amsgrad;
+    int maximize;
+    int eps_mode;          /* ADAMCORE_EPS_TORCH or ADAMCORE_EPS_KERAS */
+} adamcore_adam_hyper;
+
+/* Step every tensor of the table once. n_threads >= 1 is the most threads
+ * used; the work is split over the concatenated elements of all tensors, and
+ * runs serially below ADAMCORE_PARALLEL_MIN elements. The result does not
+ * depend on n_threads or on the SIMD level. */
+int adamcore_adam_step_f32(const adamcore_tensor *tensors, int64_t n_tensors,
+                           const adamcore_adam_hyper *hyper, int n_threads);
+int adamcore_adam_step_f64(const adamcore_tensor *tensors, int64_t n_tensors,
+                           const adamcore_adam_hyper *hyper, int n_threads);
+
+/* Fewer elements than this in one call run on the calling thread with no
+ * OpenMP call at all (measured: see the note in adam_step.c). */
+#define ADAMCORE_PARALLEL_MIN 32768
+
+/* SIMD dispatch. The level in use starts as the best this CPU supports,
+ * capped by the ADAMCORE_SIMD environment variable read on first use
+ * ("baseline", "avx2", "avx512"). */
+int adamcore_simd_supported(void);    /* highest level this build and CPU run */
+int adamcore_simd_get(void);          /* level in use */
+int adamcore_simd_set(int level);     /* ADAMCORE_OK or ADAMCORE_EUNSUPPORTED */
+const char *adamcore_simd_name(int level);
+
+/* OpenMP: whether the build has it, and omp_get_max_threads() (1 without). */
+int adamcore_openmp_enabled(void);
+int adamcore_max_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ADAMCORE_H */
