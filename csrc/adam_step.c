@@ -8,9 +8,11 @@
  *   static-schedule parallel for; a block may span several tensors, so 1000
  *   small tensors cost one call and one parallel region.
  * - Below ADAMCORE_PARALLEL_MIN elements the call never touches OpenMP: even
- *   a region that decides to run serially costs ~0.3 us here. The threshold
- *   was measured with bench/threshold.py: at 2^15 float32 elements two
- *   threads start to beat one on this 2-core machine.
+ *   a region that decides to run serially costs ~0.3 us here. `make threshold`
+ *   (csrc/bench_threshold.c) measured, float32, 2 cores, warm pool, median ns
+ *   per call 1 thread / 2 threads: 2^11 1248/2752, 2^12 2959/2297,
+ *   2^14 12157/7802, 2^16 47523/29789. Two threads win from 2^12 with the pool
+ *   spinning; 2^14 leaves room for waking a sleeping pool.
  * - Elementwise arithmetic makes the result independent of the split.
  */
 #include <math.h>
@@ -189,7 +191,9 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
     const adamcore_chunk_fn fn = adamcore_chunk_for(adamcore_simd_get(), is_f64);
     const int64_t esize = is_f64 ? 8 : 4;
 
-    int64_t n_blocks = total / (ADAMCORE_PARALLEL_MIN / 2);
+    /* Every thread gets at least half the threshold, or it costs more than it saves. */
+    const int64_t min_block = ADAMCORE_PARALLEL_MIN / 2 > 16 ? ADAMCORE_PARALLEL_MIN / 2 : 16;
+    int64_t n_blocks = total / min_block;
     if (n_blocks > n_threads) n_blocks = n_threads;
     if (total < ADAMCORE_PARALLEL_MIN || n_blocks < 2) {
         run_range(tensors, n_tensors, 0, total, fn, s, variant, esize);

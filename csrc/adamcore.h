@@ -68,7 +68,9 @@ int adamcore_adam_step_f64(const adamcore_tensor *tensors, int64_t n_tensors,
 
 /* Fewer elements than this in one call run on the calling thread with no
  * OpenMP call at all (measured: see the note in adam_step.c). */
-#define ADAMCORE_PARALLEL_MIN 32768
+#ifndef ADAMCORE_PARALLEL_MIN
+#define ADAMCORE_PARALLEL_MIN 16384
+#endif
 
 /* SIMD dispatch. The level in use starts as the best this CPU supports,
  * capped by the ADAMCORE_SIMD environment variable read on first use
