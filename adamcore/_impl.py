@@ -1,6 +1,7 @@
 """Choose the implementation: the compiled kernel or the NumPy reference.
 
-``impl="auto"`` takes ``ADAMCORE_IMPL`` from the environment if set, else the
+``impl="auto"`` means ``ADAMCORE_IMPL`` from the environment (read once, at
+import: a lookup in os.environ costs more than a small step) if set, else the
 C kernel when the extension imports, else NumPy with one warning. An explicit
 ``impl="c"`` or ``impl="numpy"`` always wins over the environment.
 """
@@ -18,7 +19,14 @@ else:
 
 from adamcore import reference
 
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
+_simd_env = os.environ.get("ADAMCORE_SIMD")
+if _simd_env and _simd_env not in SIMD_LEVELS:
+    warnings.warn(f"adamcore: ignoring ADAMCORE_SIMD={_simd_env!r}; expected one of {SIMD_LEVELS}",
+                  RuntimeWarning, stacklevel=2)
+
 IMPLS = ("auto", "c", "numpy")
+ENV_IMPL = os.environ.get("ADAMCORE_IMPL", "auto") or "auto"
 _warned = False
 
 
@@ -33,7 +41,7 @@ def resolve(impl):
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        impl = os.environ.get("ADAMCORE_IMPL", "auto") or "auto"
+        impl = ENV_IMPL
         if impl not in IMPLS:
             raise ValueError(f"ADAMCORE_IMPL must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":

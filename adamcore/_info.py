@@ -33,4 +33,5 @@ def set_simd_level(name):
     """Use SIMD level ``name`` ("baseline", "avx2", "avx512") from now on and
     return the previous one. The environment variable ADAMCORE_SIMD caps the
     level at import. Results are identical at every level."""
-    return _impl.resolve("c") and _impl.kernel().set_simd_level(name)
+    _impl.resolve("c")  # ImportError with the reason if the extension is missing
+    return _impl.kernel().set_simd_level(name)

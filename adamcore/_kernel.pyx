@@ -5,11 +5,13 @@ the GIL released.
 Checks run at C speed over the whole step (every bucket, see
 adamcore._validate) before any kernel call, so a bad tensor anywhere leaves
 every array untouched. When a check fails, adamcore._validate finds and words
-the error, so this module and the NumPy reference refuse alike.
+the error, so this module and the NumPy reference refuse alike. The array
+checks accept exactly what _validate accepts; the hyperparameter fast path
+takes plain floats and ints only, and defers anything else to _validate.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.math cimport isfinite
+from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t, uintptr_t
 from libc.stdlib cimport qsort
 
@@ -101,12 +103,13 @@ cpdef int resolve_n_threads(object n_threads) except -1:
     cdef long n
     if n_threads is None:
         return adamcore_max_threads()
-    _validate.check_n_threads(n_threads)
-    n = n_threads
+    if type(n_threads) is not int or n_threads == 0:
+        _validate.check_n_threads(n_threads)
+    n = max(min(n_threads, 1 << 20), -(1 << 20))
     if n < 0:
         n = adamcore_max_threads() + 1 + n
         return n if n > 1 else 1
-    return <int>min(n, 1 << 20)
+    return n
 
 
 # ---- checks --------------------------------------------------------------
@@ -120,30 +123,29 @@ cdef int _span_cmp(const void *a, const void *b) noexcept nogil:
     return (x > y) - (x < y)
 
 
-cdef inline bint _real_ok(object x, double lo, bint lo_open, double hi) noexcept:
-    """x is a Python int/float (not bool) in range; anything else takes the slow path."""
+cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
+    """x is a Python float, or an int of at most 2**53, finite, in [lo, hi).
+
+    Deliberately narrow: anything else (NumPy scalars, huge ints) is left to
+    adamcore._validate, which accepts or refuses it."""
     cdef double d
-    if type(x) is float or (isinstance(x, float)):
+    if isinstance(x, float):
         d = <double>x
-    elif type(x) is int:
-        if x < -1e300 or x > 1e300:
-            return False
+    elif type(x) is int and -9007199254740992 <= x <= 9007199254740992:
         d = <double>x
     else:
         return False
-    if not isfinite(d):
-        return False
-    return (d > lo if lo_open else d >= lo) and d < hi
+    return isfinite(d) and d >= lo and d < hi
 
 
 cdef bint _hyper_ok(tuple hyper) noexcept:
     if len(hyper) != 9:
         return False
     lr, beta1, beta2, eps, weight_decay, step, _, _, eps_mode = hyper
-    return (_real_ok(lr, 0.0, False, 1e308) and _real_ok(beta1, 0.0, False, 1.0)
-            and _real_ok(beta2, 0.0, False, 1.0) and _real_ok(eps, 0.0, False, 1e308)
-            and _real_ok(weight_decay, 0.0, False, 1e308)
-            and type(step) is int and step >= 1 and step < (1 << 62)
+    return (_real_ok(lr, 0.0, INFINITY) and _real_ok(beta1, 0.0, 1.0)
+            and _real_ok(beta2, 0.0, 1.0) and _real_ok(eps, 0.0, INFINITY)
+            and _real_ok(weight_decay, 0.0, INFINITY)
+            and type(step) is int and 1 <= step <= 9007199254740992
             and (eps_mode == "torch" or eps_mode == "keras"))
 
 
@@ -175,7 +177,7 @@ cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeabl
     for k in range(cnp.PyArray_NDIM(a)):
         if cnp.PyArray_DIM(a, k) != cnp.PyArray_DIM(param, k):
             return False
-    if not (flags & order_flag) or not (flags & cnp.NPY_ARRAY_ALIGNED):
+    if not (flags & order_flag) or not (flags & cnp.NPY_ARRAY_ALIGNED) or not cnp.PyArray_ISNOTSWAPPED(a):
         return False
     if writeable and not (flags & cnp.NPY_ARRAY_WRITEABLE):
         return False
@@ -192,8 +194,6 @@ cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, span *spans,
     cdef cnp.ndarray p
     cdef Py_ssize_t k, n
     cdef int order_flag, flags
-    if len(bucket) != 7 or type(bucket[6]) is not tuple or not _hyper_ok(bucket[6]):
-        return False
     if not (type(bucket[0]) is list and type(bucket[1]) is list and type(bucket[2]) is list
             and type(bucket[3]) is list):
         return False
@@ -276,6 +276,9 @@ def adam_step_buckets(list buckets, n_threads=None):
             raise MemoryError()
         for b in range(len(buckets)):
             bucket = buckets[b]
+            hyper = bucket[6]
+            if type(hyper) is not tuple or not _hyper_ok(hyper):
+                _validate.check_hyper(hyper)  # raises, or accepts what the fast check left out
             if not _bucket_ok(bucket, table + row, spans, &n_spans, &typenums[b]):
                 ok = False
                 break

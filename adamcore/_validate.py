@@ -27,11 +27,15 @@ EPS_MODES = ("torch", "keras")
 def _real(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf  # an int beyond double range: refused as not finite
 
 
 def check_lr(lr):
-    if not (_real("lr", lr) >= 0.0 and math.isfinite(lr)):
+    value = _real("lr", lr)
+    if not (value >= 0.0 and math.isfinite(value)):
         raise ValueError(f"Invalid learning rate: {lr!r} (lr must be finite and >= 0)")
 
 
@@ -44,12 +48,14 @@ def check_betas(beta1, beta2):
 
 
 def check_eps(eps):
-    if not (_real("eps", eps) >= 0.0 and math.isfinite(eps)):
+    value = _real("eps", eps)
+    if not (value >= 0.0 and math.isfinite(value)):
         raise ValueError(f"Invalid epsilon value: {eps!r} (eps must be finite and >= 0)")
 
 
 def check_weight_decay(weight_decay):
-    if not (_real("weight_decay", weight_decay) >= 0.0 and math.isfinite(weight_decay)):
+    value = _real("weight_decay", weight_decay)
+    if not (value >= 0.0 and math.isfinite(value)):
         raise ValueError(
             f"Invalid weight_decay value: {weight_decay!r} (weight_decay must be finite and >= 0)"
         )
@@ -63,8 +69,8 @@ def check_eps_mode(eps_mode):
 def check_step(step):
     if isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"step must be an integer, got {type(step).__name__}")
-    if step < 1:
-        raise ValueError(f"step must be >= 1 (the count after this update), got {step!r}")
+    if not 1 <= step < 2 ** 63:
+        raise ValueError(f"step must be in [1, 2**63) (the count after this update), got {step!r}")
 
 
 def check_n_threads(n_threads):

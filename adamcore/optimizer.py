@@ -13,7 +13,6 @@ from adamcore import _alloc, _impl, _validate
 
 _STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 _FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
-_NO_STATE = {}
 
 
 def _check_group_options(group):
@@ -142,10 +141,10 @@ class Adam:
             raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
         buckets, stepped, fresh = self._buckets(grads)
         _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
-        for i, entries in fresh.items():
-            self.state.setdefault(i, {"step": 0}).update(entries)
+        state = self.state
+        state.update(fresh)
         for i in stepped:
-            self.state[i]["step"] += 1
+            state[i]["step"] += 1
 
     def apply_gradients(self, grads_and_vars):
         """Keras form: ``opt.apply_gradients(zip(grads, params))``."""
@@ -163,41 +162,52 @@ class Adam:
         self.step(grads)
 
     def _buckets(self, grads):
-        """One bucket per (group, dtype, step count); new state kept aside until
-        the step succeeds, so a refused step changes nothing."""
+        """One bucket per (group, dtype, step count); state allocated for a
+        first step is kept aside until the step succeeds, so a refused step
+        changes nothing."""
         buckets, stepped, fresh = [], [], {}
+        state = self.state
         i = 0
         for group in self.param_groups:
+            amsgrad = group["amsgrad"]
             by_key = {}
-            amsgrad = bool(group["amsgrad"])
             for p in group["params"]:
                 g = grads[i]
                 if g is not None:
-                    st = arrays = self.state.get(i, _NO_STATE)
-                    keys = _STATE_ARRAYS[:3 if amsgrad else 2]
-                    if any(k not in st for k in keys):
-                        fresh[i] = {k: _alloc.zeros_like_aligned(p) for k in keys if k not in st}
-                        arrays = {**st, **fresh[i]}
-                    key = (p.dtype, st.get("step", 0) + 1)
+                    st = state.get(i)
+                    if st is None or (amsgrad and "max_exp_avg_sq" not in st):
+                        st = fresh[i] = self._new_state(p, st, amsgrad)
+                    key = (p.dtype.num, st["step"])
                     lists = by_key.get(key)
                     if lists is None:
                         lists = by_key[key] = ([], [], [], [], [] if amsgrad else None, [])
                     lists[0].append(p)
                     lists[1].append(g)
-                    lists[2].append(arrays["exp_avg"])
-                    lists[3].append(arrays["exp_avg_sq"])
+                    lists[2].append(st["exp_avg"])
+                    lists[3].append(st["exp_avg_sq"])
                     if amsgrad:
-                        lists[4].append(arrays["max_exp_avg_sq"])
+                        lists[4].append(st["max_exp_avg_sq"])
                     lists[5].append(i)
                     stepped.append(i)
                 i += 1
-            for (_, step), (ps, gs, ms, vs, vmaxs, idx) in by_key.items():
+            if by_key:
                 beta1, beta2 = group["betas"]
-                hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
-                         bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
-                         group["eps_mode"])
-                buckets.append((ps, gs, ms, vs, vmaxs, idx, hyper))
+                for (_, step), (ps, gs, ms, vs, vmaxs, idx) in by_key.items():
+                    hyper = (group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                             step + 1, bool(group["decoupled_weight_decay"]),
+                             bool(group["maximize"]), group["eps_mode"])
+                    buckets.append((ps, gs, ms, vs, vmaxs, idx, hyper))
         return buckets, stepped, fresh
+
+    @staticmethod
+    def _new_state(p, st, amsgrad):
+        """A param's state with any missing array added as aligned zeros (a
+        new dict: the old one is replaced only when the step succeeds)."""
+        new = {"step": 0} if st is None else dict(st)
+        for key in _STATE_ARRAYS[:3 if amsgrad else 2]:
+            if key not in new:
+                new[key] = _alloc.zeros_like_aligned(p)
+        return new
 
     # ---- state -------------------------------------------------------------
 

@@ -40,9 +40,9 @@ ADAM_LOOP(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,
         T vi = b2 * v[i] + omb2 * (gi * gi);                    /* v = b2*v + (1-b2)*(g*g) */
         m[i] = mi;
         v[i] = vi;
-        if (amsgrad) {                                          /* vmax = maximum(vmax, v), NaN-propagating */
-            const T mx = vmax[i];
-            vi = (vi > mx || vi != vi) ? vi : mx;
+        if (amsgrad) {                                          /* vmax = np.maximum(vmax, v): NaN */
+            const T mx = vmax[i];                               /* propagates, a tie (+0, -0) gives v */
+            vi = (mx > vi || mx != mx) ? mx : vi;
             vmax[i] = vi;
         }
         const T denom = SQRT(vi) * dscale + eps;                /* sqrt(v)*dscale + eps */

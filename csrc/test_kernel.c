@@ -54,7 +54,7 @@ static double rnd(void) /* xorshift64: uniform in [-1, 1) */
             v[i] = b2 * v[i] + omb2 * (gi * gi);                                    \
             T vh = v[i];                                                            \
             if (h->amsgrad) {                                                       \
-                vmax[i] = (vh > vmax[i] || vh != vh) ? vh : vmax[i];               \
+                vmax[i] = (vmax[i] > vh || vmax[i] != vmax[i]) ? vmax[i] : vh;     \
                 vh = vmax[i];                                                       \
             }                                                                       \
             p[i] = pi - step_size * (m[i] / (SQRT(vh) * dscale + eps));             \

@@ -1,0 +1,172 @@
+"""Property tests: random shapes, dtypes, layouts, hyperparameters, options and
+states; the C kernel always gives the reference's bits (NaN matching NaN:
+eps = 0 with v = 0 is allowed and gives 0/0)."""
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+import adamcore  # noqa: E402
+from adamcore import _impl, functional, reference  # noqa: E402
+from conftest import (  # noqa: E402
+    SIMD_LEVELS,
+    assert_same_values,
+    assert_unchanged,
+    requires_kernel,
+    simd_level,
+    snapshot,
+)
+
+pytestmark = requires_kernel
+
+SETTINGS = settings(max_examples=100, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def elements(dtype, lo, hi):
+    width = np.dtype(dtype).itemsize * 8
+    return st.floats(lo, hi, width=width, allow_nan=False, allow_infinity=False)
+
+
+def nonneg(dtype, hi):
+    # Second moments from real runs are never -0.0 (tests/test_kernel_vs_reference.py
+    # has its own test for a -0.0 state).
+    return elements(dtype, 0.0, hi).map(abs)
+
+
+hypers = st.fixed_dictionaries({
+    "lr": st.one_of(st.just(0.0), st.floats(0.0, 1.0)),
+    "beta1": st.one_of(st.just(0.0), st.floats(0.0, 1.0, exclude_max=True)),
+    "beta2": st.one_of(st.just(0.0), st.floats(0.0, 1.0, exclude_max=True)),
+    "eps": st.one_of(st.just(0.0), st.floats(0.0, 1e-2)),
+    "weight_decay": st.one_of(st.just(0.0), st.floats(0.0, 1.0)),
+    "decoupled": st.booleans(),
+    "maximize": st.booleans(),
+    "eps_mode": st.sampled_from(["torch", "keras"]),
+})
+
+
+@st.composite
+def problems(draw, max_side=5):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=max_side))
+    order = draw(st.sampled_from("CF"))
+    amsgrad = draw(st.booleans())
+    n_steps = draw(st.integers(1, 5))
+
+    def arr(elems):
+        return np.asarray(draw(hnp.arrays(dtype, shape, elements=elems)), order=order)
+
+    state = {"param": arr(elements(dtype, -1e3, 1e3)), "exp_avg": arr(elements(dtype, -10, 10)),
+             "exp_avg_sq": arr(nonneg(dtype, 100))}
+    if amsgrad:
+        state["max_exp_avg_sq"] = arr(nonneg(dtype, 100))
+    grads = [arr(elements(dtype, -1e3, 1e3)) for _ in range(n_steps)]
+    return dict(state=state, grads=grads, hyper=draw(hypers),
+                first_step=draw(st.one_of(st.integers(1, 20), st.integers(1, 10**7))),
+                n_threads=draw(st.sampled_from([1, 2, 3, None, -1])),
+                simd=draw(st.sampled_from(SIMD_LEVELS)))
+
+
+def run(step_fn, prob, **extra):
+    state = {k: a.copy(order="K") for k, a in prob["state"].items()}
+    for k, g in enumerate(prob["grads"]):
+        step_fn(state["param"], g, state["exp_avg"], state["exp_avg_sq"],
+                max_exp_avg_sq=state.get("max_exp_avg_sq"), step=prob["first_step"] + k,
+                beta1=prob["hyper"]["beta1"], beta2=prob["hyper"]["beta2"],
+                **{k: v for k, v in prob["hyper"].items() if k not in ("beta1", "beta2")},
+                **extra)
+    return state
+
+
+@SETTINGS
+@given(problems())
+def test_c_equals_reference(prob):
+    grads_snap = snapshot(prob["grads"])
+    with np.errstate(all="ignore"):
+        expected = run(reference.adam_step, prob)
+        with simd_level(prob["simd"]):
+            got = run(functional.adam_step, prob, impl="c", n_threads=prob["n_threads"])
+    assert_unchanged(prob["grads"], grads_snap, "grad")
+    for k in expected:
+        assert got[k].flags.f_contiguous == expected[k].flags.f_contiguous
+        assert_same_values(got[k], expected[k], k)
+
+
+@st.composite
+def buckets(draw):
+    """A multi-tensor bucket: several small tensors of one dtype, one hyper."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    amsgrad = draw(st.booleans())
+    n = draw(st.integers(1, 6))
+    sizes = draw(st.lists(st.integers(0, 40), min_size=n, max_size=n))
+    tensors = []
+    for size in sizes:
+        t = [draw(hnp.arrays(dtype, size, elements=elements(dtype, -1e3, 1e3))),
+             draw(hnp.arrays(dtype, size, elements=elements(dtype, -1e3, 1e3))),
+             draw(hnp.arrays(dtype, size, elements=elements(dtype, -10, 10))),
+             draw(hnp.arrays(dtype, size, elements=nonneg(dtype, 100)))]
+        if amsgrad:
+            t.append(draw(hnp.arrays(dtype, size, elements=nonneg(dtype, 100))))
+        tensors.append(t)
+    h = draw(hypers)
+    step = draw(st.integers(1, 1000))
+    hyper = (h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"], step,
+             h["decoupled"], h["maximize"], h["eps_mode"])
+    return tensors, amsgrad, hyper, draw(st.sampled_from([1, 2, 3]))
+
+
+@SETTINGS
+@given(buckets())
+def test_bucket_c_equals_numpy(case):
+    tensors, amsgrad, hyper, n_threads = case
+    out = {}
+    for impl in ("numpy", "c"):
+        ts = [[a.copy() for a in t] for t in tensors]
+        bucket = ([t[0] for t in ts], [t[1] for t in ts], [t[2] for t in ts], [t[3] for t in ts],
+                  [t[4] for t in ts] if amsgrad else None, list(range(len(ts))), hyper)
+        with np.errstate(all="ignore"):
+            _impl.step_buckets(impl, [bucket], n_threads)
+        out[impl] = ts
+    for k, (tc, tn) in enumerate(zip(out["c"], out["numpy"])):
+        for j, (a, b) in enumerate(zip(tc, tn)):
+            assert_same_values(a, b, f"tensor {k} array {j}")
+
+
+@SETTINGS
+@given(st.data())
+def test_optimizer_c_equals_numpy(data):
+    """Random groups, dtypes and None grads over a few steps."""
+    n_params = data.draw(st.integers(1, 4))
+    params = []
+    for _ in range(n_params):
+        dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+        shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=6))
+        params.append(data.draw(hnp.arrays(dtype, shape, elements=elements(dtype, -10, 10))))
+    h = data.draw(hypers)
+    options = dict(lr=h["lr"], betas=(h["beta1"], h["beta2"]), eps=h["eps"] or 1e-8,
+                   weight_decay=h["weight_decay"], decoupled_weight_decay=h["decoupled"],
+                   maximize=h["maximize"], eps_mode=h["eps_mode"],
+                   amsgrad=data.draw(st.booleans()))
+    opts = {impl: adamcore.Adam([p.copy() for p in params], impl=impl, **options)
+            for impl in ("c", "numpy")}
+    for _ in range(data.draw(st.integers(1, 4))):
+        grads = [data.draw(st.one_of(st.none(), hnp.arrays(p.dtype, p.shape,
+                                                           elements=elements(p.dtype, -10, 10))))
+                 for p in params]
+        with np.errstate(all="ignore"):
+            for opt in opts.values():
+                opt.step(grads)
+    c, n = opts["c"], opts["numpy"]
+    for p, q in zip(c.param_groups[0]["params"], n.param_groups[0]["params"]):
+        assert_same_values(p, q, "param")
+    assert sorted(c.state) == sorted(n.state)
+    for i in c.state:
+        assert c.state[i]["step"] == n.state[i]["step"]
+        for k in c.state[i]:
+            if k != "step":
+                assert_same_values(c.state[i][k], n.state[i][k], f"state[{i}][{k!r}]")
