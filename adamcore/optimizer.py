@@ -247,6 +247,8 @@ class Adam:
             new["betas"] = tuple(new["betas"])
             groups.append(new)
             for saved_id, p in zip(saved["params"], group["params"]):
+                if saved_id in index:
+                    raise ValueError(f"state_dict lists param id {saved_id!r} more than once")
                 index[saved_id] = (len(index), p, new)
         state = {}
         for saved_id, entry in state_dict["state"].items():

@@ -406,6 +406,8 @@ def _broken(kind):
             del sd["param_groups"]
         elif kind == "state-not-array":
             sd["state"][0]["exp_avg"] = [0.0] * 5
+        elif kind == "duplicate-param-id":
+            sd["param_groups"][1]["params"][0] = sd["param_groups"][0]["params"][0]
         return sd
     return edit
 
@@ -424,6 +426,7 @@ LOAD_ERRORS = [
     ("unknown-param-id", ValueError, r"param id 17"),
     ("missing-key", ValueError, r"keys 'state' and 'param_groups'"),
     ("state-not-array", ValueError, r"state\[0\]\['exp_avg'\] must be a float32 array"),
+    ("duplicate-param-id", ValueError, r"lists param id 0 more than once"),
 ]
 
 
