@@ -29,7 +29,13 @@ def train_linear_regression(steps=100, lr=0.1, seed=0):
     return w[0], b[0], float(np.mean((w[0] * x + b[0] - y) ** 2))
 
 
-def median_ns(fn, repeats, inner):
+def median_ns(fn, repeats, inner, warmup_s=0.3):
+    """Median ns per call over ``repeats`` samples of ``inner`` calls, after
+    ``warmup_s`` seconds of calls: from idle, this machine runs small steps
+    ~1.8x slower for the first tens of milliseconds."""
+    end = time.perf_counter() + warmup_s
+    while time.perf_counter() < end:
+        fn()
     samples = []
     for _ in range(repeats):
         t0 = time.perf_counter_ns()
