@@ -6,10 +6,14 @@
     opt.step([grad_w])          # w is updated in place
 """
 
-from adamcore import functional, reference
+from adamcore import functional, reference, schedules
 from adamcore._info import build_info, set_simd_level
 from adamcore.optimizer import Adam, AdamW
+from adamcore.schedules import (ConstantLR, ExponentialLR, LRScheduler, OneCycleLR,
+                                ReduceLROnPlateau, StepLR, WarmupCosineLR)
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "AdamW", "build_info", "functional", "reference", "set_simd_level"]
+__all__ = ["Adam", "AdamW", "ConstantLR", "ExponentialLR", "LRScheduler", "OneCycleLR",
+           "ReduceLROnPlateau", "StepLR", "WarmupCosineLR", "build_info", "functional",
+           "reference", "schedules", "set_simd_level"]

@@ -14,7 +14,7 @@ def empty_like_aligned(param):
     """An uninitialised array with param's shape, dtype and memory layout,
     starting at param's address mod 64."""
     offset = param.__array_interface__["data"][0] % LINE
-    raw = np.empty(param.nbytes + 2 * LINE, np.uint8)
+    raw = np.empty(param.nbytes + LINE - 1, np.uint8)
     start = (offset - raw.__array_interface__["data"][0]) % LINE
     flat = raw[start:start + param.nbytes].view(param.dtype)
     order = "F" if param.flags.f_contiguous and not param.flags.c_contiguous else "C"

@@ -13,9 +13,11 @@ takes plain floats and ints only, and defers anything else to _validate.
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t, uintptr_t
-from libc.stdlib cimport qsort
+from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
+
+import numpy as np
 
 from adamcore import _validate
 
@@ -48,6 +50,7 @@ cdef extern from "adamcore.h" nogil:
     int adamcore_simd_get()
     int adamcore_simd_set(int)
     const char *adamcore_simd_name(int)
+    int adamcore_stream_probe_f32(float *, const float *, float *, float *, int64_t, int)
     int adamcore_openmp_enabled()
     int adamcore_max_threads()
 
@@ -114,13 +117,63 @@ cpdef int resolve_n_threads(object n_threads) except -1:
 
 # ---- checks --------------------------------------------------------------
 
-ctypedef struct span:
-    uintptr_t start
-    uintptr_t end
+cdef void _sort_keys(uintptr_t *a, uintptr_t *tmp, Py_ssize_t n) noexcept nogil:
+    """Sort n addresses in place: insertion sort when short, else an LSD radix
+    sort by bytes that skips the bytes all keys share (most of an address)."""
+    cdef Py_ssize_t i, j, d, total, c
+    cdef Py_ssize_t count[256]
+    cdef uintptr_t key
+    cdef uintptr_t *swap
+    cdef uintptr_t *src = a
+    cdef uintptr_t *dst = tmp
+    cdef int shift
+    if n <= 32:
+        for i in range(1, n):
+            key = a[i]
+            j = i - 1
+            while j >= 0 and a[j] > key:
+                a[j + 1] = a[j]
+                j -= 1
+            a[j + 1] = key
+        return
+    for shift in range(0, 8 * sizeof(uintptr_t), 8):
+        memset(count, 0, sizeof(count))
+        for i in range(n):
+            count[(src[i] >> shift) & 255] += 1
+        if count[(src[0] >> shift) & 255] == n:
+            continue
+        total = 0
+        for d in range(256):
+            c = count[d]
+            count[d] = total
+            total += c
+        for i in range(n):
+            d = (src[i] >> shift) & 255
+            dst[count[d]] = src[i]
+            count[d] += 1
+        swap = src
+        src = dst
+        dst = swap
+    if src != a:
+        memcpy(a, src, n * sizeof(uintptr_t))
 
-cdef int _span_cmp(const void *a, const void *b) noexcept nogil:
-    cdef uintptr_t x = (<const span *>a).start, y = (<const span *>b).start
-    return (x > y) - (x < y)
+
+cdef bint _disjoint(uintptr_t *starts, uintptr_t *ends, uintptr_t *tmp, Py_ssize_t n) noexcept nogil:
+    """No two non-empty [start, end) ranges share a byte. Sorting the starts and
+    the ends separately is enough: ranges are disjoint iff the (i+1)-th
+    smallest start is >= the i-th smallest end, for every i."""
+    cdef Py_ssize_t i, k = 0
+    for i in range(n):
+        if ends[i] > starts[i]:
+            starts[k] = starts[i]
+            ends[k] = ends[i]
+            k += 1
+    _sort_keys(starts, tmp, k)
+    _sort_keys(ends, tmp, k)
+    for i in range(1, k):
+        if starts[i] < ends[i - 1]:
+            return False
+    return True
 
 
 cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
@@ -164,7 +217,7 @@ cdef void _to_hyper(tuple hyper, bint amsgrad, adamcore_adam_hyper *h) except *:
 
 
 cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeable,
-                    span *out) noexcept:
+                    uintptr_t *start, uintptr_t *end) noexcept:
     """obj matches param in type, dtype, shape and layout; record its byte span."""
     cdef cnp.ndarray a
     cdef int flags, k
@@ -181,18 +234,18 @@ cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeabl
         return False
     if writeable and not (flags & cnp.NPY_ARRAY_WRITEABLE):
         return False
-    out.start = <uintptr_t>cnp.PyArray_DATA(a)
-    out.end = out.start + <uintptr_t>cnp.PyArray_NBYTES(a)
+    start[0] = <uintptr_t>cnp.PyArray_DATA(a)
+    end[0] = start[0] + <uintptr_t>cnp.PyArray_NBYTES(a)
     return True
 
 
-cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, span *spans,
-                     Py_ssize_t *n_spans, int *typenum) noexcept:
+cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, uintptr_t *starts,
+                     uintptr_t *ends, Py_ssize_t *n_spans, int *typenum) noexcept:
     """Check one bucket's arrays and fill its rows of the tensor table."""
     cdef list params, grads, ms, vs
     cdef object vmaxs
     cdef cnp.ndarray p
-    cdef Py_ssize_t k, n
+    cdef Py_ssize_t k, n, n0
     cdef int order_flag, flags
     if not (type(bucket[0]) is list and type(bucket[1]) is list and type(bucket[2]) is list
             and type(bucket[3]) is list):
@@ -216,37 +269,25 @@ cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, span *spans,
             return False
         flags = cnp.PyArray_FLAGS(p)
         order_flag = cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS else cnp.NPY_ARRAY_F_CONTIGUOUS
-        if not (_array_ok(p, p, order_flag, True, &spans[n_spans[0]])
-                and _array_ok(grads[k], p, order_flag, False, &spans[n_spans[0] + 1])
-                and _array_ok(ms[k], p, order_flag, True, &spans[n_spans[0] + 2])
-                and _array_ok(vs[k], p, order_flag, True, &spans[n_spans[0] + 3])):
+        n0 = n_spans[0]
+        if not (_array_ok(p, p, order_flag, True, &starts[n0], &ends[n0])
+                and _array_ok(grads[k], p, order_flag, False, &starts[n0 + 1], &ends[n0 + 1])
+                and _array_ok(ms[k], p, order_flag, True, &starts[n0 + 2], &ends[n0 + 2])
+                and _array_ok(vs[k], p, order_flag, True, &starts[n0 + 3], &ends[n0 + 3])):
             return False
-        table[k].param = <void *>spans[n_spans[0]].start
-        table[k].grad = <const void *>spans[n_spans[0] + 1].start
-        table[k].exp_avg = <void *>spans[n_spans[0] + 2].start
-        table[k].exp_avg_sq = <void *>spans[n_spans[0] + 3].start
+        table[k].param = <void *>starts[n0]
+        table[k].grad = <const void *>starts[n0 + 1]
+        table[k].exp_avg = <void *>starts[n0 + 2]
+        table[k].exp_avg_sq = <void *>starts[n0 + 3]
         table[k].max_exp_avg_sq = NULL
         table[k].n = cnp.PyArray_SIZE(p)
         n_spans[0] += 4
         if vmaxs is not None:
-            if not _array_ok((<list>vmaxs)[k], p, order_flag, True, &spans[n_spans[0]]):
+            n0 = n_spans[0]
+            if not _array_ok((<list>vmaxs)[k], p, order_flag, True, &starts[n0], &ends[n0]):
                 return False
-            table[k].max_exp_avg_sq = <void *>spans[n_spans[0]].start
+            table[k].max_exp_avg_sq = <void *>starts[n0]
             n_spans[0] += 1
-    return True
-
-
-cdef bint _disjoint(span *spans, Py_ssize_t n) noexcept:
-    """No two non-empty spans share a byte."""
-    cdef Py_ssize_t i, k = 0
-    for i in range(n):
-        if spans[i].end > spans[i].start:
-            spans[k] = spans[i]
-            k += 1
-    qsort(spans, k, sizeof(span), _span_cmp)
-    for i in range(1, k):
-        if spans[i].start < spans[i - 1].end:
-            return False
     return True
 
 
@@ -257,7 +298,7 @@ def adam_step_buckets(list buckets, n_threads=None):
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
     cdef adamcore_tensor *table = NULL
-    cdef span *spans = NULL
+    cdef uintptr_t *keys = NULL
     cdef adamcore_adam_hyper *hypers = NULL
     cdef int *typenums = NULL
     cdef bint ok = True
@@ -268,22 +309,23 @@ def adam_step_buckets(list buckets, n_threads=None):
         n_tensors += len(<list>bucket[0])
     nt = resolve_n_threads(n_threads)
     table = <adamcore_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_tensor))
-    spans = <span *>PyMem_Malloc(max(5 * n_tensors, 1) * sizeof(span))
+    keys = <uintptr_t *>PyMem_Malloc(max(15 * n_tensors, 1) * sizeof(uintptr_t))
     hypers = <adamcore_adam_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_adam_hyper))
     typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
     try:
-        if table == NULL or spans == NULL or hypers == NULL or typenums == NULL:
+        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL:
             raise MemoryError()
         for b in range(len(buckets)):
             bucket = buckets[b]
             hyper = bucket[6]
             if type(hyper) is not tuple or not _hyper_ok(hyper):
                 _validate.check_hyper(hyper)  # raises, or accepts what the fast check left out
-            if not _bucket_ok(bucket, table + row, spans, &n_spans, &typenums[b]):
+            if not _bucket_ok(bucket, table + row, keys, keys + 5 * n_tensors, &n_spans,
+                              &typenums[b]):
                 ok = False
                 break
             row += len(<list>bucket[0])
-        ok = ok and _disjoint(spans, n_spans)
+        ok = ok and _disjoint(keys, keys + 5 * n_tensors, keys + 10 * n_tensors, n_spans)
         if not ok:
             _validate.check_buckets(buckets, n_threads)
             raise RuntimeError("adamcore internal error: the C checks refused a step that "
@@ -304,6 +346,33 @@ def adam_step_buckets(list buckets, n_threads=None):
             row += count
     finally:
         PyMem_Free(table)
-        PyMem_Free(spans)
+        PyMem_Free(keys)
         PyMem_Free(hypers)
         PyMem_Free(typenums)
+
+
+# ---- the roofline probe ----------------------------------------------------
+
+def stream_probe(p, g, m, v, int n_threads):
+    """One pass of csrc/stream_probe.c (p += g; m += g; v += g) over four
+    distinct, writeable, C-contiguous float32 arrays of one length; the GIL is
+    released. Timed by adamcore.bench.roofline to find the memory bound."""
+    cdef cnp.ndarray a
+    cdef float *ptr[4]
+    cdef int64_t n = -1
+    cdef int i, status
+    arrays = (p, g, m, v)
+    for i, a in enumerate(arrays):
+        if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError("stream_probe needs writeable C-contiguous float32 arrays")
+        if n != -1 and a.size != n:
+            raise ValueError("stream_probe arrays must have one length")
+        n = a.size
+        ptr[i] = <float *>cnp.PyArray_DATA(a)
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    _validate.check_no_overlap(list(zip("pgmv", arrays)))
+    with nogil:
+        status = adamcore_stream_probe_f32(ptr[0], ptr[1], ptr[2], ptr[3], n, n_threads)
+    if status != ADAMCORE_OK:
+        raise RuntimeError(f"adamcore internal error: stream probe returned {status}")

@@ -80,6 +80,11 @@ int adamcore_simd_get(void);          /* level in use */
 int adamcore_simd_set(int level);     /* ADAMCORE_OK or ADAMCORE_EUNSUPPORTED */
 const char *adamcore_simd_name(int level);
 
+/* Memory-bandwidth probe with the Adam step's access pattern (stream_probe.c):
+ * p += g; m += g; v += g over n float32 elements, split like a step. */
+int adamcore_stream_probe_f32(float *p, const float *g, float *m, float *v, int64_t n,
+                              int n_threads);
+
 /* OpenMP: whether the build has it, and omp_get_max_threads() (1 without). */
 int adamcore_openmp_enabled(void);
 int adamcore_max_threads(void);

@@ -1,0 +1,141 @@
+"""``python -m adamcore.bench``: adamcore against textbook NumPy and torch.optim.
+
+Quick by default (float32, six sizes); ``--full`` sweeps float32 and float64
+over 2^4..2^24. Every case is timed side by side in this one run: medians of
+repeated samples after a warm-up. Also measures this machine's memory bound
+(a stream probe with the step's access pattern), 1000 small tensors against
+one large one, the per-call cost of a 16-element step, and memory per step.
+Prints a summary and the targets, and writes results.json, results.md and
+results.png (with matplotlib installed) into ``--out``.
+"""
+
+import argparse
+import datetime
+import pathlib
+import platform
+import sys
+
+import numpy as np
+
+import adamcore
+from adamcore.bench import memory, report, roofline, targets
+from adamcore.bench.cases import IMPLS, SINGLE_THREADED, Case, available, torch
+from adamcore.bench.timing import interleaved
+
+QUICK_SIZES = [2 ** k for k in (4, 10, 14, 18, 20, 22)]
+FULL_SIZES = [2 ** k for k in (4, 10, 12, 14, 16, 18, 20, 22, 24)]
+MANY = (1000, 1024)  # tensors x elements
+
+
+def plan(dtypes, sizes, all_threads):
+    """(impl, dtype, n, threads, n_tensors) for every case of the run."""
+    threads = sorted({1, all_threads})
+    cases = []
+    for dtype in dtypes:
+        for n in sizes:
+            for t in threads:
+                for impl in IMPLS:
+                    if available(impl) and not (impl in SINGLE_THREADED and t > 1):
+                        cases.append((impl, dtype, n, t, 1))
+    count, size = MANY
+    for t in threads:
+        cases.append(("c-adam", "float32", count * size, t, 1))
+        for impl in ("c-adam", "torch-fused", "torch-foreach"):
+            if available(impl):
+                cases.append((impl, "float32", count * size, t, count))
+    return cases
+
+
+def groups(cases):
+    """Cases of one (dtype, n, n_tensors), all implementations and thread
+    counts, timed together (see adamcore.bench.timing.interleaved)."""
+    out = {}
+    for impl, dtype, n, t, n_tensors in cases:
+        out.setdefault((dtype, n, n_tensors), []).append((impl, t))
+    return out.items()
+
+
+def progress(i, total, label):
+    width = 30
+    done = width * i // total
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{total} {label:<40}")
+    sys.stderr.flush()
+
+
+def machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = adamcore.build_info()
+    return (f"{model}, {info['max_threads']} OpenMP threads, SIMD {info['simd_in_use']}, "
+            f"Python {platform.python_version()}, NumPy {np.__version__}"
+            + (f", torch {torch.__version__}" if torch is not None else ", no torch"))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m adamcore.bench",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--full", action="store_true", help="both dtypes, sizes 2^4..2^24")
+    parser.add_argument("--repeats", type=int, default=7, help="timing samples per case")
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."),
+                        help="folder for results.json, results.md, results.png")
+    args = parser.parse_args(argv)
+    info = adamcore.build_info()
+    if not info["extension"]:
+        sys.exit(f"adamcore's compiled kernel is not available: {info['extension_error']}")
+    all_threads = info["max_threads"]
+    dtypes = ["float32", "float64"] if args.full else ["float32"]
+    sizes = FULL_SIZES if args.full else QUICK_SIZES
+    cases = plan(dtypes, sizes, all_threads)
+
+    sys.stderr.write("measuring the memory bound...\n")
+    bound = roofline.measure(sorted({1, all_threads}))
+    rows, done = [], 0
+    for key, group in groups(cases):
+        dtype, n, n_tensors = key
+        progress(done, len(cases), f"{dtype} n={n} x{n_tensors}")
+        built = [Case(impl, dtype, n, t, n_tensors) for impl, t in group]
+
+        def timed(case):
+            def step():  # torch's thread count is process-wide: set per sample
+                case.enter()
+                case.step()
+            return step if case.impl.startswith("torch") else case.step
+
+        times = interleaved([timed(c) for c in built], repeats=args.repeats)
+        for (impl, t), ns in zip(group, times):
+            rows.append(dict(impl=impl, dtype=dtype, n=n, threads=t, n_tensors=n_tensors, ns=ns))
+        done += len(group)
+        del built
+    progress(len(cases), len(cases), "done")
+    sys.stderr.write("\n")
+    mem = memory.measure()
+    report.enrich(rows, bound)
+    met = targets.evaluate(rows, bound, all_threads, mem)
+
+    meta = dict(date=datetime.date.today().isoformat(), machine=machine(),
+                command="python -m adamcore.bench" + (" --full" if args.full else ""),
+                adamcore=adamcore.__version__, build=info)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report.write(args.out, meta, rows, bound, mem, met, all_threads, sizes)
+    plotted = report.plot(args.out / "results.png", rows, bound, all_threads)
+
+    print(f"{meta['command']} on {meta['machine']}, {meta['date']}")
+    print("memory bound: " + ", ".join(f"{t}t {bw:.1f} GB/s" for t, bw in bound.items()))
+    for dtype in dtypes:
+        for t in sorted({1, all_threads}):
+            print(f"\n{dtype}, {t} thread(s), ns per element:")
+            print("\n".join(report.summary_table(rows, dtype, t, sizes)))
+    print("\nTargets:")
+    print("\n".join(report.targets_table(met)))
+    written = ["results.json", "results.md"] + (["results.png"] if plotted else [])
+    print(f"\nwrote {', '.join(str(args.out / w) for w in written)}"
+          + ("" if plotted else " (pip install matplotlib for the plot)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The implementations compared, each as a ready-to-time step on prepared data.
+
+Data is built here, outside any timed region; ``Case.step()`` performs one
+optimizer step and nothing else. Torch runs on ``torch.from_numpy`` views of
+the same kind of NumPy arrays (installed with ``pip install torch==2.13.0``).
+"""
+
+import numpy as np
+
+import adamcore
+from adamcore import functional, textbook
+
+try:
+    import torch
+except ImportError:  # torch cases are reported as unavailable
+    torch = None
+
+#: name -> what it is. "textbook" and "numpy" are single-threaded by nature.
+IMPLS = {
+    "textbook": "textbook NumPy Adam (the tutorial formula, with temporaries)",
+    "numpy": "adamcore.Adam(impl='numpy'): the NumPy fallback",
+    "c-functional": "adamcore.functional.adam_step (C kernel)",
+    "c-adam": "adamcore.Adam.step (C kernel)",
+    "torch-single": "torch.optim.Adam(foreach=False)",
+    "torch-foreach": "torch.optim.Adam(foreach=True)",
+    "torch-fused": "torch.optim.Adam(fused=True)",
+}
+SINGLE_THREADED = ("textbook", "numpy")
+
+
+def available(impl):
+    return not impl.startswith("torch") or torch is not None
+
+
+def bytes_per_element(dtype):
+    """A step reads p, g, m, v and writes p, m, v: 7 arrays."""
+    return 7 * np.dtype(dtype).itemsize
+
+
+class Case:
+    """One implementation stepping ``n_tensors`` arrays totalling ``n`` elements."""
+
+    def __init__(self, impl, dtype, n, threads, n_tensors=1, seed=0):
+        if not available(impl):
+            raise RuntimeError(f"{impl} needs torch, which is not installed")
+        self.impl, self.dtype, self.n, self.threads = impl, np.dtype(dtype), n, threads
+        rng = np.random.default_rng(seed)
+        size = n // n_tensors
+        params = [rng.standard_normal(size).astype(dtype) for _ in range(n_tensors)]
+        grads = [rng.standard_normal(size).astype(dtype) for _ in range(n_tensors)]
+        self._t = 0
+        self.step = getattr(self, "_prepare_" + impl.replace("-", "_"))(params, grads)
+        self.step()  # state allocated and pages touched before any timing
+
+    def enter(self):
+        """Set process-wide thread settings (torch's) before timing this case."""
+        if self.impl.startswith("torch"):
+            torch.set_num_threads(self.threads)
+
+    def _prepare_textbook(self, params, grads):
+        ms = [np.zeros_like(p) for p in params]
+        vs = [np.zeros_like(p) for p in params]
+
+        def step():
+            self._t += 1
+            for p, g, m, v in zip(params, grads, ms, vs):
+                textbook.adam_step(p, g, m, v, self._t)
+        return step
+
+    def _prepare_numpy(self, params, grads):
+        return self._optimizer_step(params, grads, "numpy")
+
+    def _prepare_c_adam(self, params, grads):
+        return self._optimizer_step(params, grads, "c")
+
+    def _optimizer_step(self, params, grads, impl):
+        opt = adamcore.Adam(params, n_threads=self.threads, impl=impl)
+        return lambda: opt.step(grads)
+
+    def _prepare_c_functional(self, params, grads):
+        ms = [np.zeros_like(p) for p in params]
+        vs = [np.zeros_like(p) for p in params]
+        threads = self.threads
+        if len(params) == 1:  # the per-call cost alone, no Python loop around it
+            p, g, m, v = params[0], grads[0], ms[0], vs[0]
+            return lambda: functional.adam_step(p, g, m, v, step=1, lr=1e-3, beta1=0.9,
+                                                beta2=0.999, eps=1e-8, n_threads=threads,
+                                                impl="c")
+
+        def step():
+            self._t += 1
+            for p, g, m, v in zip(params, grads, ms, vs):
+                functional.adam_step(p, g, m, v, step=self._t, lr=1e-3, beta1=0.9,
+                                     beta2=0.999, eps=1e-8, n_threads=threads, impl="c")
+        return step
+
+    def _torch_step(self, params, grads, **mode):
+        tparams = [torch.from_numpy(p) for p in params]
+        for tp, g in zip(tparams, grads):
+            tp.grad = torch.from_numpy(g)
+        opt = torch.optim.Adam(tparams, lr=1e-3, **mode)
+        return opt.step
+
+    def _prepare_torch_single(self, params, grads):
+        return self._torch_step(params, grads, foreach=False)
+
+    def _prepare_torch_foreach(self, params, grads):
+        return self._torch_step(params, grads, foreach=True)
+
+    def _prepare_torch_fused(self, params, grads):
+        return self._torch_step(params, grads, fused=True)
