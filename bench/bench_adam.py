@@ -1,40 +1,54 @@
 """pytest-benchmark suite: ``pytest bench`` (plain ``pytest`` runs tests/ only).
 
-One float32/float64 Adam step per round, implementations of one (dtype, size)
-side by side in a group; ``extra_info`` has the elements and GB/s (a step
-reads p, g, m, v and writes p, m, v: 7 arrays).
+dtype x size x implementation x threads, one step per round, on the cases of
+adamcore.bench.cases (the same ones ``python -m adamcore.bench`` times).
+Implementations of one (dtype, size, threads) share a group, so they sit side
+by side; ``extra_info`` records threads, elements and GB/s.
 """
+
+import os
 
 import numpy as np
 import pytest
 
-import adamcore
-from adamcore import textbook
+from adamcore.bench.cases import IMPLS, SINGLE_THREADED, Case, available, bytes_per_element
 
-SIZES = [2 ** 10, 2 ** 16, 2 ** 20]
-IMPLS = ["textbook", "numpy", "c"]
+SIZES = [2 ** k for k in (4, 10, 12, 14, 16, 18, 20, 22, 24)]
+THREADS = sorted({1, os.cpu_count() or 1})
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+def run(benchmark, case, group):
+    case.enter()
+    benchmark.group = group
+    benchmark(case.step)
+    benchmark.extra_info.update(
+        threads=case.threads, elements=case.n,
+        gb_per_s=bytes_per_element(case.dtype) * case.n / benchmark.stats["median"] / 1e9)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("n", SIZES, ids=lambda n: f"n{n}")
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
-def test_adam_step(benchmark, dtype, n, impl):
-    rng = np.random.default_rng(0)
-    p = rng.standard_normal(n).astype(dtype)
-    g = rng.standard_normal(n).astype(dtype)
-    benchmark.group = f"adam-{np.dtype(dtype).name}-n{n}"
-    if impl == "textbook":
-        m, v, t = np.zeros_like(p), np.zeros_like(p), [0]
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_step(benchmark, dtype, n, threads, impl):
+    if not available(impl):
+        pytest.skip(f"{impl} needs torch (pip install torch==2.13.0)")
+    if impl in SINGLE_THREADED and threads > 1:
+        pytest.skip(f"{impl} is single-threaded")
+    run(benchmark, Case(impl, dtype, n, threads), f"{dtype}-n{n}-t{threads}")
 
-        def step():
-            t[0] += 1
-            textbook.adam_step(p, g, m, v, t[0])
-    else:
-        opt = adamcore.Adam([p], impl=impl)
-        opt.step([g])  # allocate state outside the timed region
 
-        def step():
-            opt.step([g])
-    benchmark(step)
-    bytes_moved = 7 * p.itemsize * n
-    benchmark.extra_info.update(elements=n, gb_per_s=bytes_moved / benchmark.stats["median"] / 1e9)
+@pytest.mark.parametrize("impl", ["c-adam", "torch-fused", "torch-foreach"])
+@pytest.mark.parametrize("threads", THREADS, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("n_tensors", [1, 1000], ids=lambda k: f"x{k}")
+def test_many_small_tensors(benchmark, n_tensors, threads, impl):
+    """1000 float32 tensors of 1024 elements against the same elements as one."""
+    if not available(impl):
+        pytest.skip(f"{impl} needs torch (pip install torch==2.13.0)")
+    run(benchmark, Case(impl, "float32", 1000 * 1024, threads, n_tensors),
+        f"many-tensors-t{threads}")
+
+
+@pytest.mark.parametrize("impl", ["c-functional", "c-adam"])
+def test_per_call_16_elements(benchmark, impl):
+    run(benchmark, Case(impl, np.float32, 16, 1), "per-call-16")

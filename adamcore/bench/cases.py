@@ -48,6 +48,7 @@ class Case:
         size = n // n_tensors
         params = [rng.standard_normal(size).astype(dtype) for _ in range(n_tensors)]
         grads = [rng.standard_normal(size).astype(dtype) for _ in range(n_tensors)]
+        self.params = params  # what step() updates (torch steps views of them)
         self._t = 0
         self.step = getattr(self, "_prepare_" + impl.replace("-", "_"))(params, grads)
         self.step()  # state allocated and pages touched before any timing

@@ -1,0 +1,95 @@
+"""The benchmark tooling measures what it says (no timing is asserted)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from adamcore.bench import cases, memory, report, roofline, targets, timing
+from conftest import requires_kernel
+
+pytestmark = requires_kernel
+
+
+def row(impl, n, ns, dtype="float32", threads=1, n_tensors=1):
+    return dict(impl=impl, dtype=dtype, n=n, threads=threads, n_tensors=n_tensors, ns=ns)
+
+
+def test_targets_report_worst_ratio_and_whether_it_holds():
+    rows = [row("c-adam", 2 ** 14, 10.0), row("torch-fused", 2 ** 14, 40.0),
+            row("c-adam", 2 ** 20, 100.0), row("torch-fused", 2 ** 20, 150.0),
+            row("c-adam", 2 ** 24, 28 * 2 ** 24 / 50.0)]  # 50 GB/s
+    met = {name: (value, holds) for name, value, _, holds in
+           targets.evaluate(rows, {1: 52.0}, all_threads=1)}
+    cache = next(v for k, v in met.items() if k.startswith("2^14..2^20"))
+    assert cache == (1.5, False)  # the worse of 4x and 1.5x, against 2.2
+    bound = next(v for k, v in met.items() if "memory bound" in k)
+    assert bound[0] == pytest.approx(50 / 52) and bound[1]
+    assert not any("float64" in k for k in met)  # no rows, no verdict
+
+
+def test_enrich_and_report_files(tmp_path):
+    rows = [row("textbook", 2 ** 10, 8000.0), row("c-adam", 2 ** 10, 1000.0),
+            row("torch-fused", 2 ** 10, 30000.0), row("c-adam", 2 ** 22, 28 * 2 ** 22 / 40.0)]
+    report.enrich(rows, {1: 50.0})
+    adam = rows[1]
+    assert adam["vs_textbook"] == 8.0 and adam["vs_torch_fused"] == 30.0
+    assert adam["gb_per_s"] == pytest.approx(28 * 2 ** 10 / 1000.0)
+    assert rows[3]["roofline_pct"] == pytest.approx(80.0) and adam["roofline_pct"] is None
+    met = targets.evaluate(rows, {1: 50.0}, 1)
+    report.write(tmp_path, dict(date="d", machine="m", command="c"), rows, {1: 50.0}, None,
+                 met, 1, [2 ** 10, 2 ** 22])
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert len(data["rows"]) == 4 and data["roofline_gb_per_s"] == {"1": 50.0}
+    md = (tmp_path / "results.md").read_text()
+    assert "| 2^10 | 7.812 |" in md and "## Targets" in md
+
+
+@pytest.mark.parametrize("impl", [i for i in cases.IMPLS if cases.available(i)])
+def test_every_case_steps_its_params(impl):
+    case = cases.Case(impl, "float32", 64, 1, n_tensors=2)
+    before = [p.copy() for p in case.params]
+    case.step()
+    assert len(before) == 2
+    assert all(not np.array_equal(a, b) for a, b in zip(before, case.params))
+
+
+def test_interleaved_gives_one_median_per_function():
+    calls = [0, 0]
+
+    def a():
+        calls[0] += 1
+
+    def b():
+        calls[1] += 1
+    out = timing.interleaved([a, b], repeats=3, sample_s=0.001, warmup_s=0.001)
+    assert len(out) == 2 and all(ns > 0 for ns in out) and min(calls) >= 3
+
+
+def test_roofline_probe_runs_at_each_thread_count():
+    bw = roofline.measure([1, 2], elements=1 << 16, repeats=1)
+    assert set(bw) == {1, 2} and all(v > 0 for v in bw.values())
+
+
+def test_memory_no_allocation_per_step_and_state_is_two_or_three_times_params():
+    m = memory.measure(n=4096, steps=50)
+    assert m["bytes_per_step"] == 0
+    assert 0 <= m["state_slack_bytes"] <= 2 * 63
+    assert 0 <= m["state_slack_bytes_amsgrad"] <= 3 * 63
+    assert m["peak_temporary_bytes"] < 4096 * 4 / 4  # temporaries, not a param-sized array
+
+
+def test_command_end_to_end(tmp_path, monkeypatch, capsys):
+    from adamcore.bench import __main__ as cli
+    small = memory.measure
+    monkeypatch.setattr(cli, "QUICK_SIZES", [16, 1024])
+    monkeypatch.setattr(cli, "MANY", (4, 256))
+    monkeypatch.setattr(roofline, "PROBE_ELEMENTS", 1 << 16)
+    monkeypatch.setattr(memory, "measure", lambda: small(n=256, steps=5))
+    cli.main(["--repeats", "1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "Targets:" in out and "memory bound" in out
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    impls = {r["impl"] for r in rows}
+    assert {"textbook", "numpy", "c-functional", "c-adam"} <= impls
+    assert {r["n_tensors"] for r in rows} == {1, 4}
