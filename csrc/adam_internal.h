@@ -42,6 +42,10 @@ typedef void (*adamcore_chunk_fn)(void *p, const void *g, void *m, void *v,
 ADAMCORE_DECLARE_CHUNKS(baseline)
 #if defined(__x86_64__) || defined(_M_X64)
 #define ADAMCORE_X86 1
+/* The function attributes of the SIMD levels above baseline. */
+#define ADAMCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define ADAMCORE_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
 ADAMCORE_DECLARE_CHUNKS(avx2)
 ADAMCORE_DECLARE_CHUNKS(avx512)
 #endif

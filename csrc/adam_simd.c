@@ -39,7 +39,6 @@
 
 ADAM_DEFINE_LEVEL(baseline, )
 #ifdef ADAMCORE_X86
-ADAM_DEFINE_LEVEL(avx2, __attribute__((target("avx2,fma"))))
-ADAM_DEFINE_LEVEL(avx512, __attribute__((target(
-    "avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512"))))
+ADAM_DEFINE_LEVEL(avx2, ADAMCORE_TARGET_AVX2)
+ADAM_DEFINE_LEVEL(avx512, ADAMCORE_TARGET_AVX512)
 #endif

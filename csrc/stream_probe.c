@@ -43,9 +43,8 @@ probe_chunk(float *p, const float *g, float *m, float *v, int64_t n)
 
 PROBE_LEVEL(baseline, )
 #ifdef ADAMCORE_X86
-PROBE_LEVEL(avx2, __attribute__((target("avx2,fma"))))
-PROBE_LEVEL(avx512, __attribute__((target(
-    "avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512"))))
+PROBE_LEVEL(avx2, ADAMCORE_TARGET_AVX2)
+PROBE_LEVEL(avx512, ADAMCORE_TARGET_AVX512)
 #endif
 
 int adamcore_stream_probe_f32(float *p, const float *g, float *m, float *v, int64_t n,
