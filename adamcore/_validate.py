@@ -169,3 +169,20 @@ def check_buckets(buckets, n_threads):
                     f"of this call have {dtype}; one call steps one dtype"
                 )
     check_no_overlap(named)
+
+
+def check_norm_arrays(grads):
+    """Gradients whose norm is taken: a list of contiguous float32/float64
+    arrays, read in place (never copied)."""
+    if not isinstance(grads, (list, tuple)):
+        raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
+    for i, g in enumerate(grads):
+        name = f"grads[{i}]"
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(g).__name__}")
+        if g.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} must have dtype float32 or float64, got {g.dtype}")
+        if not (g.flags.c_contiguous or g.flags.f_contiguous):
+            raise ValueError(f"{name} must be C- or F-contiguous")
+        if not g.flags.aligned:
+            raise ValueError(f"{name} is not aligned to its dtype ({g.dtype})")

@@ -117,3 +117,34 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
     hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode)
     vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
     adam_step_buckets([([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)], n_threads)
+
+
+NORM_BLOCK = 2048  # csrc/adamcore.h: ADAMCORE_NORM_BLOCK
+_LANES = 16
+
+
+def grad_sumsq(arrays):
+    """(sum of squares in double, any element NaN or inf) of arrays of one
+    dtype, with csrc/grad_norm.c's very additions: per block of NORM_BLOCK
+    elements, 16 lanes summed row by row, the lanes combined pairwise, the
+    block sums added in order. Bitwise equal to the kernel. Blocks are padded
+    with zeros, which is exact: every lane sum is a sum of squares (>= +0)."""
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are reported
+        for a in arrays:
+            x = _flat(a)
+            n_blocks = -(-x.size // NORM_BLOCK)
+            padded = np.zeros(n_blocks * NORM_BLOCK)
+            padded[:x.size] = x
+            rows = padded.reshape(n_blocks, NORM_BLOCK // _LANES, _LANES)
+            acc = np.zeros((n_blocks, _LANES))
+            for r in range(rows.shape[1]):  # row order, as the kernel's loop
+                acc += rows[:, r] * rows[:, r]
+            w = _LANES // 2
+            while w >= 1:
+                acc[:, :w] += acc[:, w:2 * w]
+                w //= 2
+            for s in acc[:, 0].tolist():  # block order
+                total += s
+    nonfinite = not math.isfinite(total) and not all(np.isfinite(a).all() for a in arrays)
+    return total, nonfinite

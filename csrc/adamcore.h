@@ -80,6 +80,22 @@ int adamcore_simd_get(void);          /* level in use */
 int adamcore_simd_set(int level);     /* ADAMCORE_OK or ADAMCORE_EUNSUPPORTED */
 const char *adamcore_simd_name(int level);
 
+/* Gradient norms (grad_norm.c): the sum of squares of every element of the
+ * arrays, in double, and whether any element is NaN or infinite, in one pass.
+ * Bitwise the same for any thread count and SIMD level. work must hold
+ * adamcore_norm_blocks(arrays, n_arrays) doubles. */
+typedef struct {
+    const void *data;  /* IN */
+    int64_t n;
+} adamcore_array;
+
+#define ADAMCORE_NORM_BLOCK 2048
+int64_t adamcore_norm_blocks(const adamcore_array *arrays, int64_t n_arrays);
+int adamcore_sumsq_f32(const adamcore_array *arrays, int64_t n_arrays, double *work,
+                       int n_threads, double *out_sumsq, int *out_nonfinite);
+int adamcore_sumsq_f64(const adamcore_array *arrays, int64_t n_arrays, double *work,
+                       int n_threads, double *out_sumsq, int *out_nonfinite);
+
 /* Memory-bandwidth probe with the Adam step's access pattern (stream_probe.c):
  * p += g; m += g; v += g over n float32 elements, split like a step. */
 int adamcore_stream_probe_f32(float *p, const float *g, float *m, float *v, int64_t n,
