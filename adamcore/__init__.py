@@ -6,16 +6,19 @@
     opt.step([grad_w])          # w is updated in place
 """
 
-from adamcore import clip, functional, reference, schedules
+from adamcore import checkpoint, clip, functional, reference, schedules
 from adamcore._info import build_info, set_simd_level
+from adamcore.checkpoint import from_torch_state_dict, to_torch_state_dict
 from adamcore.clip import clip_grad_norm, clip_grad_value, grad_norm
+from adamcore.flat import FlatParams
 from adamcore.optimizer import Adam, AdamW
 from adamcore.schedules import (ConstantLR, ExponentialLR, LRScheduler, OneCycleLR,
                                 ReduceLROnPlateau, StepLR, WarmupCosineLR)
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "AdamW", "clip", "clip_grad_norm", "clip_grad_value", "grad_norm",
-           "ConstantLR", "ExponentialLR", "LRScheduler", "OneCycleLR",
-           "ReduceLROnPlateau", "StepLR", "WarmupCosineLR", "build_info", "functional",
-           "reference", "schedules", "set_simd_level"]
+__all__ = ["Adam", "AdamW", "ConstantLR", "ExponentialLR", "FlatParams", "LRScheduler",
+           "OneCycleLR", "ReduceLROnPlateau", "StepLR", "WarmupCosineLR", "build_info",
+           "checkpoint", "clip", "clip_grad_norm", "clip_grad_value",
+           "from_torch_state_dict", "functional", "grad_norm", "reference", "schedules",
+           "set_simd_level", "to_torch_state_dict"]

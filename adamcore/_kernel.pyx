@@ -40,7 +40,7 @@ cdef extern from "adamcore.h" nogil:
         int64_t n
 
     ctypedef struct adamcore_adam_hyper:
-        double lr, beta1, beta2, eps, weight_decay
+        double lr, beta1, beta2, eps, weight_decay, grad_scale
         int64_t step
         int decoupled, amsgrad, maximize, eps_mode
 
@@ -198,19 +198,20 @@ cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
 
 
 cdef bint _hyper_ok(tuple hyper) noexcept:
-    if len(hyper) != 9:
+    if len(hyper) != 10:
         return False
-    lr, beta1, beta2, eps, weight_decay, step, _, _, eps_mode = hyper
+    lr, beta1, beta2, eps, weight_decay, step, _, _, eps_mode, grad_scale = hyper
     return (_real_ok(lr, 0.0, INFINITY) and _real_ok(beta1, 0.0, 1.0)
             and _real_ok(beta2, 0.0, 1.0) and _real_ok(eps, 0.0, INFINITY)
-            and _real_ok(weight_decay, 0.0, INFINITY)
+            and _real_ok(weight_decay, 0.0, INFINITY) and _real_ok(grad_scale, 0.0, INFINITY)
             and type(step) is int and 1 <= step <= 9007199254740992
             and (eps_mode == "torch" or eps_mode == "keras"))
 
 
 cdef void _to_hyper(tuple hyper, bint amsgrad, adamcore_adam_hyper *h) except *:
-    lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode = hyper
+    lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale = hyper
     h.lr = float(lr)
+    h.grad_scale = float(grad_scale)
     h.beta1 = float(beta1)
     h.beta2 = float(beta2)
     h.eps = float(eps)

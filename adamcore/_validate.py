@@ -12,7 +12,8 @@ A step is a list of *buckets*, each a tuple::
 params ... exp_avg_sqs are equal-length lists of arrays of one dtype;
 max_exp_avg_sqs is such a list (AMSGrad) or None; indices names the tensors in
 messages (``grads[3]``), or None for a single unnamed tensor; hyper is
-``(lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode)``.
+``(lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
+grad_scale)``.
 """
 
 import math
@@ -82,14 +83,22 @@ def check_n_threads(n_threads):
         raise ValueError("n_threads must be None, >= 1, or negative (-1: all CPUs), got 0")
 
 
+def check_grad_scale(grad_scale):
+    # NaN passes: clipping by a NaN norm makes every grad NaN, as in torch.
+    if _real("grad_scale", grad_scale) < 0.0:
+        raise ValueError(f"grad_scale must be >= 0, got {grad_scale!r}")
+
+
 def check_hyper(hyper):
-    lr, beta1, beta2, eps, weight_decay, step, _decoupled, _maximize, eps_mode = hyper
+    (lr, beta1, beta2, eps, weight_decay, step, _decoupled, _maximize, eps_mode,
+     grad_scale) = hyper
     check_lr(lr)
     check_betas(beta1, beta2)
     check_eps(eps)
     check_weight_decay(weight_decay)
     check_step(step)
     check_eps_mode(eps_mode)
+    check_grad_scale(grad_scale)
 
 
 def _label(name, index):
@@ -171,13 +180,13 @@ def check_buckets(buckets, n_threads):
     check_no_overlap(named)
 
 
-def check_norm_arrays(grads):
+def check_norm_arrays(grads, indices=None):
     """Gradients whose norm is taken: a list of contiguous float32/float64
-    arrays, read in place (never copied)."""
+    arrays, read in place (never copied); ``indices`` names them in messages."""
     if not isinstance(grads, (list, tuple)):
         raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
     for i, g in enumerate(grads):
-        name = f"grads[{i}]"
+        name = f"grads[{i if indices is None else indices[i]}]"
         if not isinstance(g, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray, got {type(g).__name__}")
         if g.dtype not in FLOAT_DTYPES:

@@ -31,12 +31,15 @@ def _by_dtype(grads):
     return [[g for g in grads if g.dtype == d] for d in _validate.FLOAT_DTYPES]
 
 
-def grad_sumsq(grads, *, n_threads=None, impl="auto"):
-    """(sum of squares of every element, any element NaN or inf), one pass."""
+def grad_sumsq(grads, *, n_threads=None, impl="auto", indices=None):
+    """(sum of squares of every element, any element NaN or inf), one pass.
+    ``indices`` names the grads in error messages (default: their positions)."""
     impl = _impl.resolve(impl)
     _validate.check_n_threads(n_threads)
+    grads = _as_list(grads)
+    _validate.check_norm_arrays(grads, indices)
     total, nonfinite = 0.0, False
-    for group in _by_dtype(_as_list(grads)):
+    for group in _by_dtype(grads):
         if group:
             s, bad = (_impl.kernel().grad_sumsq(group, n_threads) if impl == "c"
                       else reference.grad_sumsq(group))

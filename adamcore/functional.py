@@ -5,12 +5,13 @@ from adamcore import _impl
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
               weight_decay=0.0, decoupled=False, max_exp_avg_sq=None, maximize=False,
-              eps_mode="torch", n_threads=None, impl="auto"):
+              eps_mode="torch", grad_scale=1.0, n_threads=None, impl="auto"):
     r"""One Adam step of ``param``, in place, updating the moments in place.
 
     With :math:`g` = ``grad`` and :math:`t` = ``step`` (the count *after* this
     update, starting at 1), each element does, in this order::
 
+        g = g * grad_scale                  (global-norm clipping, fused; 1: none)
         g = -g                              if maximize
         g = g + weight_decay * p            if weight_decay and not decoupled (L2)
         p = p * (1 - lr * weight_decay)     if weight_decay and decoupled (AdamW)
@@ -34,7 +35,8 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
     all but ``-n - 1``. ``impl``: "auto", "c" or "numpy" (see adamcore docs).
     Every implementation, thread count and SIMD level gives the same bits.
     """
-    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode)
+    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
+             grad_scale)
     vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
     bucket = ([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)
     _impl.step_buckets(_impl.resolve(impl), [bucket], n_threads)

@@ -14,13 +14,14 @@ grad, a first step, a new group, loaded state) takes the general path, which
 rebuilds the plans after it.
 """
 
+import math
 import numbers
 import types
 from collections.abc import Mapping
 
 import numpy as np
 
-from adamcore import _alloc, _impl, _validate
+from adamcore import _alloc, _impl, _validate, checkpoint, clip
 
 _STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 _FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
@@ -138,19 +139,30 @@ class Adam:
     ``apply_gradients(zip(grads, params))`` is the Keras form. ``state[i]``
     holds ``step``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``) of
     the i-th param across all groups (a read-only view: replace state with
-    ``load_state_dict``). ``n_threads`` (None: OpenMP's limit) and
+    ``load_state_dict``). ``max_grad_norm`` clips the grads' global norm
+    inside the step and ``skip_nonfinite`` skips steps with NaN or inf grads
+    (see ``step``); ``save`` / ``load`` write and read checkpoints. ``n_threads`` (None: OpenMP's limit) and
     ``impl`` ("auto", "c", "numpy") choose how the step runs, never its result.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  amsgrad=False, maximize=False, decoupled_weight_decay=False,
-                 eps_mode="torch", n_threads=None, impl="auto"):
+                 eps_mode="torch", max_grad_norm=None, skip_nonfinite=False,
+                 n_threads=None, impl="auto"):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay, eps_mode=eps_mode)
         _check_group_options(defaults)
         defaults["betas"] = tuple(betas)
         _validate.check_n_threads(n_threads)
+        if max_grad_norm is not None and not _validate._real("max_grad_norm", max_grad_norm) > 0:
+            raise ValueError(f"max_grad_norm must be None or > 0, got {max_grad_norm!r}")
+        if not isinstance(skip_nonfinite, (bool, np.bool_)):
+            raise TypeError(f"skip_nonfinite must be a bool, got {type(skip_nonfinite).__name__}")
+        self.max_grad_norm = max_grad_norm
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.skipped_steps = 0       # steps refused by skip_nonfinite
+        self.last_grad_norm = None   # global 2-norm of the last step's grads, when clipping
         self.defaults = defaults
         self.n_threads = n_threads
         self.impl = _impl.resolve(impl)
@@ -203,7 +215,16 @@ class Adam:
     # ---- stepping ----------------------------------------------------------
 
     def step(self, grads):
-        """Apply one Adam step to every param whose grad is not None."""
+        """Apply one Adam step to every param whose grad is not None.
+
+        Returns True, or False when ``skip_nonfinite`` found a NaN or inf in
+        the grads and skipped the step (params, state and step counts all
+        unchanged; ``skipped_steps`` counts these). With ``max_grad_norm``,
+        the grads' global 2-norm (``last_grad_norm``) is taken in one pass that
+        also finds non-finite values, and the step uses the grads scaled by
+        ``min(max_grad_norm / (norm + 1e-6), 1)`` (``torch.nn.utils.
+        clip_grad_norm_``) without writing them. Otherwise non-finite grads
+        propagate into the params, as in PyTorch."""
         n = len(self._params)
         if isinstance(grads, np.ndarray):
             if n != 1:
@@ -214,8 +235,20 @@ class Adam:
             grads = list(grads)
         if len(grads) != n:
             raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
-        if self._plans is None or not self._step_planned(grads):
-            self._step_general(grads)
+        scale = 1.0
+        if self.max_grad_norm is not None or self.skip_nonfinite:
+            present = [i for i, g in enumerate(grads) if g is not None]
+            sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
+                                               n_threads=self.n_threads, impl=self.impl)
+            if self.max_grad_norm is not None:
+                self.last_grad_norm = math.sqrt(sumsq)
+                scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+            if self.skip_nonfinite and nonfinite:
+                self.skipped_steps += 1
+                return False
+        if self._plans is None or not self._step_planned(grads, scale):
+            self._step_general(grads, scale)
+        return True
 
     def apply_gradients(self, grads_and_vars):
         """Keras form: ``opt.apply_gradients(zip(grads, params))``."""
@@ -233,13 +266,13 @@ class Adam:
         self.step(grads)
 
     @staticmethod
-    def _hyper(group, step):
+    def _hyper(group, step, scale):
         beta1, beta2 = group["betas"]
         return (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
                 bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
-                group["eps_mode"])
+                group["eps_mode"], scale)
 
-    def _step_planned(self, grads):
+    def _step_planned(self, grads, scale):
         """The fast path (module docstring); False, with nothing done, when a
         grad is None or a group's amsgrad changed."""
         buckets = []
@@ -251,7 +284,7 @@ class Adam:
             if lo < hi:
                 ps, ms, vs, vmaxs, idx = lists
                 gs = grads if whole else grads[lo:hi]
-                buckets.append((ps, gs, ms, vs, vmaxs, idx, self._hyper(group, step + 1)))
+                buckets.append((ps, gs, ms, vs, vmaxs, idx, self._hyper(group, step + 1, scale)))
         try:
             _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
         except TypeError:
@@ -268,7 +301,7 @@ class Adam:
             self._steps[lo:hi] = step
         return self._steps
 
-    def _step_general(self, grads):
+    def _step_general(self, grads, scale):
         """One bucket per (group, dtype, step count); state allocated for a
         first step is kept aside until the step succeeds, so a refused step
         changes nothing."""
@@ -298,7 +331,7 @@ class Adam:
                     stepped.append(i)
                 i += 1
             for (_, step), (ps, gs, ms, vs, vmaxs, idx) in by_key.items():
-                buckets.append((ps, gs, ms, vs, vmaxs, idx, self._hyper(group, step + 1)))
+                buckets.append((ps, gs, ms, vs, vmaxs, idx, self._hyper(group, step + 1, scale)))
         _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
         for i, st in fresh.items():
             arrays[i] = st
@@ -389,6 +422,22 @@ class Adam:
         self._arrays, self._steps = arrays, steps
         self._plans = self._build_plans()
 
+    # ---- checkpoints --------------------------------------------------------
+
+    def save(self, path):
+        """Write hyperparameters, step counts and all state to the ``.npz`` file
+        ``path``, atomically (see adamcore.checkpoint)."""
+        checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path, params, **kwargs):
+        """An optimizer over ``params`` (a flat list in the saved order, or the
+        saved groups) restored from ``save(path)``, continuing bitwise
+        identically; ``kwargs`` such as ``n_threads`` and ``impl`` go to the
+        constructor. A file that is damaged or does not fit ``params`` raises
+        ``ValueError`` (see adamcore.checkpoint)."""
+        return checkpoint.load(cls, path, params, **kwargs)
+
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
         for gi, group in enumerate(self.param_groups):
@@ -403,8 +452,9 @@ class AdamW(Adam):
     adding ``weight_decay * p`` to the gradient. Same API as :class:`Adam`."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
-                 amsgrad=False, maximize=False, eps_mode="torch", n_threads=None,
-                 impl="auto"):
+                 amsgrad=False, maximize=False, eps_mode="torch", max_grad_norm=None,
+                 skip_nonfinite=False, n_threads=None, impl="auto"):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          maximize=maximize, decoupled_weight_decay=True, eps_mode=eps_mode,
+                         max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite,
                          n_threads=n_threads, impl=impl)

@@ -14,7 +14,7 @@ import numpy as np
 from adamcore import _validate
 
 
-def adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype):
+def adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype, grad_scale=1.0):
     """Per-step scalars in double, cast once to ``dtype`` (see adam_step.c)."""
     lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
     bc1 = 1.0 - beta1 ** int(step)
@@ -28,6 +28,7 @@ def adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype):
         "b1": t(beta1), "omb1": t(1.0 - beta1), "b2": t(beta2), "omb2": t(1.0 - beta2),
         "eps": t(eps), "dscale": t(dscale), "step_size": t(step_size),
         "wd": t(weight_decay), "decay": t(1.0 - lr * float(weight_decay)),
+        "gscale": t(grad_scale),
     }
 
 
@@ -47,15 +48,13 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s, *, maximize
     g = _flat(grad)
     n = p.size
     s1, s2 = scratch[0][:n], scratch[1][:n]
-    if maximize or wd_mode == "coupled":
-        if maximize:
-            np.negative(g, out=s1)                 # g = -g
-        else:
-            np.copyto(s1, g)
-        if wd_mode == "coupled":
-            np.multiply(p, s["wd"], out=s2)        # g = g + wd*p
-            np.add(s1, s2, out=s1)
-        g = s1
+    np.multiply(g, s["gscale"], out=s1)            # g = g * grad_scale
+    g = s1
+    if maximize:
+        np.negative(g, out=g)                      # g = -g
+    if wd_mode == "coupled":
+        np.multiply(p, s["wd"], out=s2)            # g = g + wd*p
+        np.add(g, s2, out=g)
     np.multiply(m, s["b1"], out=m)                 # m = b1*m + (1-b1)*g
     np.multiply(g, s["omb1"], out=s2)
     np.add(m, s2, out=m)
@@ -90,14 +89,15 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
     _validate.check_buckets(buckets, n_threads)
     scratch = {} if scratch is None else scratch
     for params, grads, exp_avgs, exp_avg_sqs, vmaxs, _, hyper in buckets:
-        lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode = hyper
+        (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
+         grad_scale) = hyper
         if not params:
             continue
         dtype = params[0].dtype
         n = max(p.size for p in params)
         if dtype not in scratch or scratch[dtype][0].size < n:
             scratch[dtype] = make_scratch(dtype, n)
-        s = adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype)
+        s = adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype, grad_scale)
         wd_mode = None if float(weight_decay) == 0.0 else ("decoupled" if decoupled else "coupled")
         for k, param in enumerate(params):
             vmax = None if vmaxs is None else vmaxs[k]
@@ -107,14 +107,15 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
               weight_decay=0.0, decoupled=False, max_exp_avg_sq=None, maximize=False,
-              eps_mode="torch", n_threads=None):
+              eps_mode="torch", grad_scale=1.0, n_threads=None):
     """One Adam step of one array, in place, in pure NumPy.
 
     The same signature and results as ``adamcore.functional.adam_step`` (less
     ``impl``); see there for the algorithm. ``n_threads`` is checked, then
     ignored: NumPy runs on one thread.
     """
-    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode)
+    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
+             grad_scale)
     vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
     adam_step_buckets([([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)], n_threads)
 

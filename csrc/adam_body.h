@@ -29,9 +29,9 @@ ADAM_LOOP(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,
 {
     const T b1 = s->b1, omb1 = s->omb1, b2 = s->b2, omb2 = s->omb2;
     const T eps = s->eps, dscale = s->dscale, step_size = s->step_size;
-    const T wd = s->wd, decay = s->decay;
+    const T wd = s->wd, decay = s->decay, gscale = s->gscale;
     for (int64_t i = 0; i < n; i++) {
-        T gi = g[i];
+        T gi = g[i] * gscale;                                   /* g = g * grad_scale */
         T pi = p[i];
         if (maximize) gi = -gi;                                 /* g = -g */
         if (wd_mode == ADAMCORE_WD_COUPLED) gi = gi + wd * pi;  /* g = g + wd*p */

@@ -14,10 +14,11 @@ typedef struct {
     float step_size;           /* lr/bc1 (torch) or lr*sqrt(bc2)/bc1 (keras) */
     float wd;                  /* coupled L2 coefficient */
     float decay;               /* 1 - lr*wd, decoupled */
+    float gscale;              /* grad_scale */
 } adamcore_scalars_f32;
 
 typedef struct {
-    double b1, omb1, b2, omb2, eps, dscale, step_size, wd, decay;
+    double b1, omb1, b2, omb2, eps, dscale, step_size, wd, decay, gscale;
 } adamcore_scalars_f64;
 
 /* Which of the 12 loop bodies runs: the options are resolved once per call,

@@ -110,7 +110,8 @@ static int hyper_valid(const adamcore_adam_hyper *h)
     return h != NULL && h->lr >= 0.0 && isfinite(h->lr) &&
            h->beta1 >= 0.0 && h->beta1 < 1.0 && h->beta2 >= 0.0 && h->beta2 < 1.0 &&
            h->eps >= 0.0 && isfinite(h->eps) &&
-           h->weight_decay >= 0.0 && isfinite(h->weight_decay) && h->step >= 1 &&
+           h->weight_decay >= 0.0 && isfinite(h->weight_decay) && !(h->grad_scale < 0.0) &&
+           h->step >= 1 &&
            (h->eps_mode == ADAMCORE_EPS_TORCH || h->eps_mode == ADAMCORE_EPS_KERAS);
 }
 
@@ -135,6 +136,7 @@ static adamcore_scalars_f64 adam_scalars(const adamcore_adam_hyper *h)
     }
     s.wd = h->weight_decay;
     s.decay = 1.0 - h->lr * h->weight_decay;
+    s.gscale = h->grad_scale;
     return s;
 }
 
@@ -182,6 +184,7 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
         sf.b1 = (float)d.b1; sf.omb1 = (float)d.omb1; sf.b2 = (float)d.b2;
         sf.omb2 = (float)d.omb2; sf.eps = (float)d.eps; sf.dscale = (float)d.dscale;
         sf.step_size = (float)d.step_size; sf.wd = (float)d.wd; sf.decay = (float)d.decay;
+        sf.gscale = (float)d.gscale;
         s = &sf;
     }
     const int wd_mode = h->weight_decay == 0.0 ? ADAMCORE_WD_NONE

@@ -50,6 +50,8 @@ typedef struct {
     double beta1, beta2;   /* in [0, 1) */
     double eps;            /* >= 0 */
     double weight_decay;   /* >= 0 */
+    double grad_scale;     /* >= 0 or NaN: every grad element is first multiplied by it
+                              (1 = none; global-norm clipping fused into the step) */
     int64_t step;          /* >= 1: the step being taken, after incrementing */
     int decoupled;         /* 0: L2 added to the gradient; 1: AdamW decay of p */
     int amsgrad;

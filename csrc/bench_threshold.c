@@ -22,7 +22,7 @@ static int cmp(const void *a, const void *b)
 static double median_ns(adamcore_tensor *t, int threads, int reps)
 {
     double samples[31];
-    adamcore_adam_hyper h = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
+    adamcore_adam_hyper h = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
     for (int s = 0; s < 31; s++) {
         const double t0 = now_ns();
         for (int r = 0; r < reps; r++) adamcore_adam_step_f32(t, 1, &h, threads);

@@ -43,10 +43,12 @@ static double rnd(void) /* xorshift64: uniform in [-1, 1) */
         const T b2 = (T)h->beta2, omb2 = (T)(1.0 - h->beta2);                       \
         const T eps = (T)h->eps, wd = (T)h->weight_decay;                           \
         const T decay = (T)(1.0 - h->lr * h->weight_decay);                         \
+        const T gscale = (T)h->grad_scale;                                          \
         const T step_size = (T)(keras ? h->lr * sqrt(bc2) / bc1 : h->lr / bc1);     \
         const T dscale = (T)(keras ? 1.0 : 1.0 / sqrt(bc2));                        \
         for (int64_t i = 0; i < n; i++) {                                           \
-            T gi = h->maximize ? -g[i] : g[i];                                      \
+            T gi = g[i] * gscale;                                                   \
+            if (h->maximize) gi = -gi;                                              \
             T pi = p[i];                                                            \
             if (h->weight_decay != 0.0 && !h->decoupled) gi = gi + wd * pi;         \
             if (h->weight_decay != 0.0 && h->decoupled) pi = pi * decay;            \
@@ -130,7 +132,7 @@ static void test_invalid(void)
 {
     float x = 0;
     adamcore_tensor t = {&x, &x, &x, &x, NULL, 1};
-    const adamcore_adam_hyper ok = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
+    const adamcore_adam_hyper ok = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
     adamcore_adam_hyper h;
 #define EXPECT_EINVAL(field, value)                                                  \
     h = ok;                                                                          \
@@ -145,6 +147,7 @@ static void test_invalid(void)
     EXPECT_EINVAL(eps, -1e-8);
     EXPECT_EINVAL(weight_decay, -1.0);
     EXPECT_EINVAL(step, 0);
+    EXPECT_EINVAL(grad_scale, -0.5);
     EXPECT_EINVAL(eps_mode, 7);
     EXPECT_EINVAL(amsgrad, 1); /* amsgrad with a NULL max_exp_avg_sq */
     CHECK(adamcore_adam_step_f32(&t, 1, &ok, 0) == ADAMCORE_EINVAL, "n_threads=0");
@@ -166,13 +169,14 @@ int main(void)
     test_invalid();
     int cases = 0;
     for (int variant = 0; variant < 24; variant++) {
-        adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
+        adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
         h.maximize = variant & 1;
         h.amsgrad = (variant >> 1) & 1;
         h.eps_mode = (variant >> 2) & 1;
         const int wd = variant >> 3; /* 0 none, 1 coupled, 2 decoupled */
         h.weight_decay = wd ? 0.1 : 0.0;
         h.decoupled = wd == 2;
+        h.grad_scale = variant % 3 == 1 ? 0.37 : 1.0;
         for (int is_f64 = 0; is_f64 < 2; is_f64++)
             for (int level = 0; level <= top; level++) {
                 for (int64_t n = 0; n < 68; n++, cases++)

@@ -301,7 +301,7 @@ def test_inputs_never_modified_on_success(impl):
 def bucket(tensors, dtype=np.float32, step=1, amsgrad=True):
     """A bucket over ``tensors`` (dicts as made by arrays())."""
     hyper = (GOOD["lr"], GOOD["beta1"], GOOD["beta2"], GOOD["eps"], 0.0, step, False, False,
-             "torch")
+             "torch", 1.0)
     return ([t["param"] for t in tensors], [t["grad"] for t in tensors],
             [t["exp_avg"] for t in tensors], [t["exp_avg_sq"] for t in tensors],
             [t["max_exp_avg_sq"] for t in tensors] if amsgrad else None,

@@ -93,3 +93,4 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
     impls = {r["impl"] for r in rows}
     assert {"textbook", "numpy", "c-functional", "c-adam"} <= impls
     assert {r["n_tensors"] for r in rows} == {1, 4}
+    assert {r["n_tensors"] for r in rows if r["impl"] == "c-flat"} == {4}

@@ -305,7 +305,7 @@ def make_bucket(rng, dtype, sizes, opts, step):
         if amsgrad:
             vmaxs.append(put(vs[-1] * rng.uniform(0.5, 1.5, n).astype(dtype)))
     hyper = (HYPER["lr"], HYPER["beta1"], HYPER["beta2"], HYPER["eps"], opts["weight_decay"],
-             step, opts["decoupled"], opts["maximize"], opts["eps_mode"])
+             step, opts["decoupled"], opts["maximize"], opts["eps_mode"], 0.37)
     return (params, grads, ms, vs, vmaxs, list(range(len(sizes))), hyper)
 
 

@@ -116,7 +116,7 @@ def buckets(draw):
     h = draw(hypers)
     step = draw(st.integers(1, 1000))
     hyper = (h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"], step,
-             h["decoupled"], h["maximize"], h["eps_mode"])
+             h["decoupled"], h["maximize"], h["eps_mode"], draw(st.sampled_from([1.0, 0.37, 1e-3])))
     return tensors, amsgrad, hyper, draw(st.sampled_from([1, 2, 3]))
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 import adamcore
 from adamcore.bench import memory, report, roofline, targets
-from adamcore.bench.cases import IMPLS, SINGLE_THREADED, Case, available, torch
+from adamcore.bench.cases import (IMPLS, MANY_TENSORS_ONLY, SINGLE_THREADED, Case, available,
+                                  torch)
 from adamcore.bench.timing import interleaved
 
 QUICK_SIZES = [2 ** k for k in (4, 10, 14, 18, 20, 22)]
@@ -35,12 +36,13 @@ def plan(dtypes, sizes, all_threads):
         for n in sizes:
             for t in threads:
                 for impl in IMPLS:
-                    if available(impl) and not (impl in SINGLE_THREADED and t > 1):
+                    if (available(impl) and impl not in MANY_TENSORS_ONLY
+                            and not (impl in SINGLE_THREADED and t > 1)):
                         cases.append((impl, dtype, n, t, 1))
     count, size = MANY
     for t in threads:
         cases.append(("c-adam", "float32", count * size, t, 1))
-        for impl in ("c-adam", "torch-fused", "torch-foreach"):
+        for impl in ("c-adam", "c-flat", "torch-fused", "torch-foreach"):
             if available(impl):
                 cases.append((impl, "float32", count * size, t, count))
     return cases

@@ -9,6 +9,7 @@ import numpy as np
 
 import adamcore
 from adamcore import functional, textbook
+from adamcore.flat import FlatParams
 
 try:
     import torch
@@ -21,11 +22,14 @@ IMPLS = {
     "numpy": "adamcore.Adam(impl='numpy'): the NumPy fallback",
     "c-functional": "adamcore.functional.adam_step (C kernel)",
     "c-adam": "adamcore.Adam.step (C kernel)",
+    "c-flat": "adamcore.Adam.step over adamcore.FlatParams: one buffer (C kernel)",
     "torch-single": "torch.optim.Adam(foreach=False)",
     "torch-foreach": "torch.optim.Adam(foreach=True)",
     "torch-fused": "torch.optim.Adam(fused=True)",
 }
 SINGLE_THREADED = ("textbook", "numpy")
+#: Timed with many tensors only: over one tensor it is c-adam.
+MANY_TENSORS_ONLY = ("c-flat",)
 
 
 def available(impl):
@@ -73,6 +77,15 @@ class Case:
 
     def _prepare_c_adam(self, params, grads):
         return self._optimizer_step(params, grads, "c")
+
+    def _prepare_c_flat(self, params, grads):
+        fp = FlatParams(params, self.dtype)
+        for view, g in zip(fp.grads, grads):
+            view[...] = g
+        self.params = list(fp.params)  # the views holding copies of params: these step
+        opt = adamcore.Adam([fp.flat], n_threads=self.threads, impl="c")
+        flat_grads = [fp.flat_grad]
+        return lambda: opt.step(flat_grads)
 
     def _optimizer_step(self, params, grads, impl):
         opt = adamcore.Adam(params, n_threads=self.threads, impl=impl)

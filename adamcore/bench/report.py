@@ -49,7 +49,8 @@ def main_table(rows):
 
 def summary_table(rows, dtype, threads, sizes):
     """adamcore.Adam against the others at each size: ns/element, and its speedups."""
-    impls = [i for i in ORDER if any(r["impl"] == i and r["dtype"] == dtype for r in rows)]
+    impls = [i for i in ORDER if any(r["impl"] == i and r["dtype"] == dtype
+                                     and r["n_tensors"] == 1 for r in rows)]
     head = "| elements | " + " | ".join(impls) + " | Adam vs torch fused | % of bound |"
     lines = [head, "|" + "---|" * (len(impls) + 3)]
     for n in sizes:

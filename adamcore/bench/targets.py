@@ -68,6 +68,15 @@ def evaluate(rows, roofline, all_threads, memory=None):
                 one_vs_many.append(r["ns"] / single)
     add("1000 x 1024 tensors: time vs the same elements as one tensor", one_vs_many, 1.5,
         higher_is_better=False)
+    flat_vs_one = []
+    for r in rows:
+        if r["impl"] == "c-flat" and r["n_tensors"] == 1000:
+            single = _ns(rows, impl="c-adam", dtype=r["dtype"], n=r["n"],
+                         threads=r["threads"], n_tensors=1)
+            if single:
+                flat_vs_one.append(r["ns"] / single)
+    add("1000 x 1024 tensors in one FlatParams: time vs one tensor", flat_vs_one, 1.5,
+        higher_is_better=False)
     add("float64 >= 2^22: speedup over torch fused",
         _ratios(rows, "float64", LARGE, both, "torch-fused", "c-adam"), 1.05)
     add("float64 2^14..2^18: speedup over torch fused",
