@@ -51,6 +51,16 @@ ADAMCORE_DECLARE_CHUNKS(avx2)
 ADAMCORE_DECLARE_CHUNKS(avx512)
 #endif
 
+/* [*lo, *hi): run r of n_runs equal runs covering [0, total), with edges on
+ * multiples of align; the static split every threaded loop here uses. */
+static inline void adamcore_run_bounds(int64_t r, int64_t n_runs, int64_t total,
+                                       int64_t align, int64_t *lo, int64_t *hi)
+{
+    const int64_t per = ((total + n_runs - 1) / n_runs + align - 1) / align * align;
+    *lo = r * per < total ? r * per : total;
+    *hi = *lo + per < total ? *lo + per : total;
+}
+
 /* The level's chunk kernel for the dtype (0: float32, 1: float64). */
 adamcore_chunk_fn adamcore_chunk_for(int level, int is_f64);
 

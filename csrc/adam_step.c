@@ -202,13 +202,12 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
         run_range(tensors, n_tensors, 0, total, fn, s, variant, esize);
         return ADAMCORE_OK;
     }
-    const int64_t per = ((total + n_blocks - 1) / n_blocks + 15) / 16 * 16;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads((int)n_blocks)
 #endif
     for (int64_t b = 0; b < n_blocks; b++) {
-        const int64_t lo = b * per < total ? b * per : total;
-        const int64_t hi = lo + per < total ? lo + per : total;
+        int64_t lo, hi;
+        adamcore_run_bounds(b, n_blocks, total, 16, &lo, &hi);
         run_range(tensors, n_tensors, lo, hi, fn, s, variant, esize);
     }
     return ADAMCORE_OK;

@@ -107,13 +107,12 @@ static int sumsq(const adamcore_array *arrays, int64_t n_arrays, double *work,
     if (n_runs <= 1) {
         fn(arrays, n_arrays, 0, n_blocks, sums);
     } else {
-        const int64_t per = (n_blocks + n_runs - 1) / n_runs;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads((int)n_runs)
 #endif
         for (int64_t r = 0; r < n_runs; r++) {
-            const int64_t lo = r * per < n_blocks ? r * per : n_blocks;
-            const int64_t hi = lo + per < n_blocks ? lo + per : n_blocks;
+            int64_t lo, hi;
+            adamcore_run_bounds(r, n_runs, n_blocks, 1, &lo, &hi);
             fn(arrays, n_arrays, lo, hi, sums);
         }
     }

@@ -61,13 +61,12 @@ int adamcore_stream_probe_f32(float *p, const float *g, float *m, float *v, int6
         fn(p, g, m, v, n);
         return ADAMCORE_OK;
     }
-    const int64_t per = ((n + n_threads - 1) / n_threads + 15) / 16 * 16;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads)
 #endif
     for (int64_t b = 0; b < n_threads; b++) {
-        const int64_t lo = b * per < n ? b * per : n;
-        const int64_t hi = lo + per < n ? lo + per : n;
+        int64_t lo, hi;
+        adamcore_run_bounds(b, n_threads, n, 16, &lo, &hi);
         fn(p + lo, g + lo, m + lo, v + lo, hi - lo);
     }
     return ADAMCORE_OK;

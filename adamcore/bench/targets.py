@@ -28,6 +28,18 @@ def _ratios(rows, dtype, sizes, threads, num, den, n_tensors=1):
     return out
 
 
+def _vs_one_tensor(rows, impl):
+    """impl's time on 1000 tensors over c-adam's on one tensor of the same size."""
+    out = []
+    for r in rows:
+        if r["impl"] == impl and r["n_tensors"] == 1000:
+            single = _ns(rows, impl="c-adam", dtype=r["dtype"], n=r["n"],
+                         threads=r["threads"], n_tensors=1)
+            if single:
+                out.append(r["ns"] / single)
+    return out
+
+
 def evaluate(rows, roofline, all_threads, memory=None):
     """[(target, measured, goal, holds)] for every target the rows cover."""
     both = (1, all_threads)
@@ -59,24 +71,10 @@ def evaluate(rows, roofline, all_threads, memory=None):
     many = _ratios(rows, "float32", (0, 2 ** 62), both, "torch-fused", "c-adam", 1000)
     many += _ratios(rows, "float32", (0, 2 ** 62), both, "torch-foreach", "c-adam", 1000)
     add("1000 x 1024 tensors: speedup over torch fused and foreach", many, 10.0)
-    one_vs_many = []
-    for r in rows:
-        if r["impl"] == "c-adam" and r["n_tensors"] == 1000:
-            single = _ns(rows, impl="c-adam", dtype=r["dtype"], n=r["n"],
-                         threads=r["threads"], n_tensors=1)
-            if single:
-                one_vs_many.append(r["ns"] / single)
-    add("1000 x 1024 tensors: time vs the same elements as one tensor", one_vs_many, 1.5,
-        higher_is_better=False)
-    flat_vs_one = []
-    for r in rows:
-        if r["impl"] == "c-flat" and r["n_tensors"] == 1000:
-            single = _ns(rows, impl="c-adam", dtype=r["dtype"], n=r["n"],
-                         threads=r["threads"], n_tensors=1)
-            if single:
-                flat_vs_one.append(r["ns"] / single)
-    add("1000 x 1024 tensors in one FlatParams: time vs one tensor", flat_vs_one, 1.5,
-        higher_is_better=False)
+    add("1000 x 1024 tensors: time vs the same elements as one tensor",
+        _vs_one_tensor(rows, "c-adam"), 1.5, higher_is_better=False)
+    add("1000 x 1024 tensors in one FlatParams: time vs one tensor",
+        _vs_one_tensor(rows, "c-flat"), 1.5, higher_is_better=False)
     add("float64 >= 2^22: speedup over torch fused",
         _ratios(rows, "float64", LARGE, both, "torch-fused", "c-adam"), 1.05)
     add("float64 2^14..2^18: speedup over torch fused",
