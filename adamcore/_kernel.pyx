@@ -358,6 +358,57 @@ def adam_step_buckets(list buckets, n_threads=None):
         PyMem_Free(typenums)
 
 
+def adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2,
+                  eps, weight_decay, decoupled, maximize, eps_mode, grad_scale, n_threads):
+    """One tensor's step (functional.adam_step): the checks of
+    adam_step_buckets on the stack, no allocation; anything the fast checks
+    do not take goes through adam_step_buckets, which words the error."""
+    cdef uintptr_t starts[5]
+    cdef uintptr_t ends[5]
+    cdef uintptr_t tmp[5]
+    cdef adamcore_tensor t
+    cdef adamcore_adam_hyper h
+    cdef cnp.ndarray p
+    cdef int order_flag, flags, typenum, nt, status, n_spans = 4
+    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale)
+    ok = cnp.PyArray_Check(param) and _hyper_ok(hyper) and (n_threads is None or (
+        type(n_threads) is int and n_threads != 0))
+    if ok:
+        p = <cnp.ndarray>param
+        typenum = cnp.PyArray_TYPE(p)
+        flags = cnp.PyArray_FLAGS(p)
+        order_flag = (cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS
+                      else cnp.NPY_ARRAY_F_CONTIGUOUS)
+        ok = ((typenum == cnp.NPY_FLOAT32 or typenum == cnp.NPY_FLOAT64)
+              and _array_ok(p, p, order_flag, True, &starts[0], &ends[0])
+              and _array_ok(grad, p, order_flag, False, &starts[1], &ends[1])
+              and _array_ok(exp_avg, p, order_flag, True, &starts[2], &ends[2])
+              and _array_ok(exp_avg_sq, p, order_flag, True, &starts[3], &ends[3]))
+        if ok and max_exp_avg_sq is not None:
+            ok = _array_ok(max_exp_avg_sq, p, order_flag, True, &starts[4], &ends[4])
+            n_spans = 5
+    if ok:
+        t.param, t.grad = <void *>starts[0], <const void *>starts[1]
+        t.exp_avg, t.exp_avg_sq = <void *>starts[2], <void *>starts[3]
+        t.max_exp_avg_sq = <void *>starts[4] if n_spans == 5 else NULL
+        t.n = cnp.PyArray_SIZE(p)
+        ok = _disjoint(starts, ends, tmp, n_spans)
+    if not ok:
+        vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
+        adam_step_buckets([([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)],
+                          n_threads)
+        return
+    nt = resolve_n_threads(n_threads)
+    _to_hyper(hyper, n_spans == 5, &h)
+    with nogil:
+        if typenum == cnp.NPY_FLOAT64:
+            status = adamcore_adam_step_f64(&t, 1, &h, nt)
+        else:
+            status = adamcore_adam_step_f32(&t, 1, &h, nt)
+    if status != ADAMCORE_OK:
+        raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
+
+
 # ---- gradient norms ------------------------------------------------------
 
 def grad_sumsq(list grads, n_threads=None):

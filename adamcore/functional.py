@@ -1,6 +1,6 @@
 """Stateless Adam steps on arrays you own (like torch.optim's functional API)."""
 
-from adamcore import _impl
+from adamcore import _impl, reference
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
@@ -35,8 +35,13 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
     all but ``-n - 1``. ``impl``: "auto", "c" or "numpy" (see adamcore docs).
     Every implementation, thread count and SIMD level gives the same bits.
     """
-    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
-             grad_scale)
-    vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
-    bucket = ([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)
-    _impl.step_buckets(_impl.resolve(impl), [bucket], n_threads)
+    if _impl.resolve(impl) == "c":
+        _impl.kernel().adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr,
+                                     beta1, beta2, eps, weight_decay, decoupled, maximize,
+                                     eps_mode, grad_scale, n_threads)
+    else:
+        reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
+                            beta2=beta2, eps=eps, weight_decay=weight_decay,
+                            decoupled=decoupled, max_exp_avg_sq=max_exp_avg_sq,
+                            maximize=maximize, eps_mode=eps_mode, grad_scale=grad_scale,
+                            n_threads=n_threads)
