@@ -2,6 +2,8 @@
 
 - OpenMP: probed by compiling a tiny program; ADAMCORE_NO_OPENMP=1 opts out.
   Either way the build works (csrc/omp_compat.h), and build_info() says which.
+- The extension is optional: where it cannot be compiled (no C compiler),
+  the package still installs and runs on its NumPy fallback, with a warning.
 - Flags: -O3 -ffp-contract=off (no silent FMA: bitwise determinism)
   -fno-math-errno (lets sqrt vectorize). No -march=native: the kernel carries
   AVX2 and AVX-512 variants and picks one at run time.
@@ -46,6 +48,7 @@ class BuildExt(build_ext):
         omp = openmp_flags(self.compiler)
         compile_args = args + (omp[0] if omp else [])
         for ext in self.extensions:
+            ext.optional = True  # set here: cythonize() does not carry it over
             ext.extra_compile_args = compile_args
             ext.extra_link_args = omp[1] if omp else []
             ext.define_macros.append(("ADAMCORE_COMPILE_ARGS", '"%s"' % " ".join(compile_args)))

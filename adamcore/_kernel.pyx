@@ -132,7 +132,7 @@ cdef void _sort_keys(uintptr_t *a, uintptr_t *tmp, Py_ssize_t n) noexcept nogil:
     cdef uintptr_t *swap
     cdef uintptr_t *src = a
     cdef uintptr_t *dst = tmp
-    cdef int shift
+    cdef Py_ssize_t shift
     if n <= 32:
         for i in range(1, n):
             key = a[i]
@@ -142,7 +142,7 @@ cdef void _sort_keys(uintptr_t *a, uintptr_t *tmp, Py_ssize_t n) noexcept nogil:
                 j -= 1
             a[j + 1] = key
         return
-    for shift in range(0, 8 * sizeof(uintptr_t), 8):
+    for shift in range(0, <Py_ssize_t>(8 * sizeof(uintptr_t)), 8):
         memset(count, 0, sizeof(count))
         for i in range(n):
             count[(src[i] >> shift) & 255] += 1
@@ -369,7 +369,7 @@ def adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, be
     cdef adamcore_tensor t
     cdef adamcore_adam_hyper h
     cdef cnp.ndarray p
-    cdef int order_flag, flags, typenum, nt, status, n_spans = 4
+    cdef int order_flag, flags, typenum = 0, nt, status, n_spans = 4
     hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale)
     ok = cnp.PyArray_Check(param) and _hyper_ok(hyper) and (n_threads is None or (
         type(n_threads) is int and n_threads != 0))
