@@ -26,25 +26,34 @@ def _as_list(grads):
                         f"{type(grads).__name__}") from None
 
 
-def _by_dtype(grads):
-    _validate.check_norm_arrays(grads)
-    return [[g for g in grads if g.dtype == d] for d in _validate.FLOAT_DTYPES]
-
-
 def grad_sumsq(grads, *, n_threads=None, impl="auto", indices=None):
     """(sum of squares of every element, any element NaN or inf), one pass.
     ``indices`` names the grads in error messages (default: their positions)."""
     impl = _impl.resolve(impl)
     _validate.check_n_threads(n_threads)
     grads = _as_list(grads)
-    _validate.check_norm_arrays(grads, indices)
+    by_dtype = {d: [] for d in _validate.FLOAT_DTYPES}
+    for g in grads:
+        group = by_dtype.get(getattr(g, "dtype", None))
+        if group is None:  # not a float32/float64 array: the checks word it
+            _validate.check_norm_arrays(grads, indices)
+        group.append(g)
+    if impl == "numpy":
+        _validate.check_norm_arrays(grads, indices)
     total, nonfinite = 0.0, False
-    for group in _by_dtype(grads):
-        if group:
-            s, bad = (_impl.kernel().grad_sumsq(group, n_threads) if impl == "c"
-                      else reference.grad_sumsq(group))
-            total += s
-            nonfinite = nonfinite or bad
+    for group in by_dtype.values():
+        if not group:
+            continue
+        if impl == "c":
+            try:  # the kernel checks at C speed; only a refusal pays for Python's checks
+                s, bad = _impl.kernel().grad_sumsq(group, n_threads)
+            except (TypeError, ValueError):
+                _validate.check_norm_arrays(grads, indices)  # names the grad by its index
+                raise
+        else:
+            s, bad = reference.grad_sumsq(group)
+        total += s
+        nonfinite = nonfinite or bad
     return total, nonfinite
 
 

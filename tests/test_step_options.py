@@ -114,6 +114,17 @@ def test_bad_grad_is_named_by_its_param_index():
         opt.step([grads[0][0], None, [1.0, 2.0]])
 
 
+@pytest.mark.parametrize("impl", IMPL_PARAMS)
+def test_grad_refused_by_the_norm_kernel_is_named_by_its_param_index(impl):
+    params, grads = make(np.float32)
+    opt = adamcore.Adam(params, max_grad_norm=1.0, impl=impl)
+    strided = np.zeros(2 * 5000, np.float32)[::2]
+    before = [p.copy() for p in params]
+    with pytest.raises(ValueError, match=r"grads\[2\] must be C- or F-contiguous"):
+        opt.step([grads[0][0], None, strided])
+    assert all(np.array_equal(a, b) for a, b in zip(params, before))
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(max_grad_norm=0.0), ValueError, "max_grad_norm must be None or > 0"),
     (dict(max_grad_norm=-1.0), ValueError, "max_grad_norm must be None or > 0"),
