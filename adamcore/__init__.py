@@ -10,6 +10,7 @@ from adamcore import checkpoint, clip, functional, reference, schedules
 from adamcore._info import build_info, set_simd_level
 from adamcore.checkpoint import from_torch_state_dict, to_torch_state_dict
 from adamcore.clip import clip_grad_norm, clip_grad_value, grad_norm
+from adamcore.family import SGD, AdaBelief, Adagrad, RMSprop
 from adamcore.flat import FlatParams
 from adamcore.optimizer import Adam, AdamW
 from adamcore.schedules import (ConstantLR, ExponentialLR, LRScheduler, OneCycleLR,
@@ -17,7 +18,7 @@ from adamcore.schedules import (ConstantLR, ExponentialLR, LRScheduler, OneCycle
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "AdamW", "ConstantLR", "ExponentialLR", "FlatParams", "LRScheduler",
+__all__ = ["AdaBelief", "Adagrad", "Adam", "AdamW", "RMSprop", "SGD", "ConstantLR", "ExponentialLR", "FlatParams", "LRScheduler",
            "OneCycleLR", "ReduceLROnPlateau", "StepLR", "WarmupCosineLR", "build_info",
            "checkpoint", "clip", "clip_grad_norm", "clip_grad_value",
            "from_torch_state_dict", "functional", "grad_norm", "reference", "schedules",

@@ -71,3 +71,11 @@ def step_buckets(impl, buckets, n_threads, scratch=None):
         _kernel.adam_step_buckets(buckets, n_threads)
     else:
         reference.adam_step_buckets(buckets, n_threads, scratch)
+
+
+def family_step_buckets(impl, buckets, n_threads, scratch=None):
+    """The optimizer family's ``step_buckets`` (family buckets: adamcore._validate)."""
+    if impl == "c":
+        _kernel.family_step_buckets(buckets, n_threads)
+    else:
+        reference.family_step_buckets(buckets, n_threads, scratch)

@@ -46,6 +46,29 @@ cdef extern from "adamcore.h" nogil:
 
     int adamcore_adam_step_f32(const adamcore_tensor *, int64_t, const adamcore_adam_hyper *, int)
     int adamcore_adam_step_f64(const adamcore_tensor *, int64_t, const adamcore_adam_hyper *, int)
+    enum:
+        ADAMCORE_SGD
+        ADAMCORE_RMSPROP
+        ADAMCORE_ADAGRAD
+        ADAMCORE_ADABELIEF
+
+    ctypedef struct adamcore_family_tensor:
+        void *param
+        const void *grad
+        void *state[3]
+        int64_t n
+
+    ctypedef struct adamcore_family_hyper:
+        int kind
+        double lr, weight_decay, grad_scale, eps, momentum, dampening, alpha, lr_decay
+        double beta1, beta2
+        int64_t step
+        int maximize, nesterov, first, centered, decoupled, amsgrad
+
+    int adamcore_family_step_f32(const adamcore_family_tensor *, int64_t,
+                                 const adamcore_family_hyper *, int)
+    int adamcore_family_step_f64(const adamcore_family_tensor *, int64_t,
+                                 const adamcore_family_hyper *, int)
     int adamcore_simd_supported()
     int adamcore_simd_get()
     int adamcore_simd_set(int)
@@ -407,6 +430,144 @@ def adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, be
             status = adamcore_adam_step_f32(&t, 1, &h, nt)
     if status != ADAMCORE_OK:
         raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
+
+
+# ---- the optimizer family ------------------------------------------------
+
+_KINDS = {"sgd": ADAMCORE_SGD, "rmsprop": ADAMCORE_RMSPROP, "adagrad": ADAMCORE_ADAGRAD,
+          "adabelief": ADAMCORE_ADABELIEF}
+
+
+cdef void _to_family_hyper(dict h, adamcore_family_hyper *out) except *:
+    out.kind = _KINDS[h["kind"]]
+    out.lr = float(h["lr"])
+    out.weight_decay = float(h["weight_decay"])
+    out.grad_scale = float(h["grad_scale"])
+    out.eps = float(h["eps"])
+    out.momentum = float(h["momentum"])
+    out.dampening = float(h["dampening"])
+    out.alpha = float(h["alpha"])
+    out.lr_decay = float(h["lr_decay"])
+    out.beta1 = float(h["beta1"])
+    out.beta2 = float(h["beta2"])
+    out.step = int(h["step"])
+    out.maximize = bool(h["maximize"])
+    out.nesterov = bool(h["nesterov"])
+    out.first = bool(h["first"])
+    out.centered = bool(h["centered"])
+    out.decoupled = bool(h["decoupled"])
+    out.amsgrad = bool(h["amsgrad"])
+
+
+cdef bint _family_bucket_ok(tuple bucket, adamcore_family_tensor *table, uintptr_t *starts,
+                            uintptr_t *ends, Py_ssize_t *n_spans, int *typenum) noexcept:
+    """Check one family bucket's arrays and fill its rows of the tensor table
+    (the hyper dict is already checked, so required_slots can read it)."""
+    cdef list params, grads
+    cdef object states
+    cdef cnp.ndarray p
+    cdef Py_ssize_t k, j, n, n0
+    cdef int order_flag, flags
+    if type(bucket[0]) is not list or type(bucket[1]) is not list or type(bucket[2]) is not tuple:
+        return False
+    params, grads, states = bucket[0], bucket[1], bucket[2]
+    n = len(params)
+    if len(grads) != n or len(<tuple>states) != 3:
+        return False
+    need = _validate.required_slots(bucket[4])
+    for j in range(3):
+        slot = (<tuple>states)[j]
+        if (slot is not None) != bool(need[j]):
+            return False
+        if slot is not None and (type(slot) is not list or len(<list>slot) != n):
+            return False
+    typenum[0] = -1
+    for k in range(n):
+        if not cnp.PyArray_Check(params[k]):
+            return False
+        p = <cnp.ndarray>params[k]
+        if typenum[0] == -1:
+            typenum[0] = cnp.PyArray_TYPE(p)
+            if typenum[0] != cnp.NPY_FLOAT32 and typenum[0] != cnp.NPY_FLOAT64:
+                return False
+        elif cnp.PyArray_TYPE(p) != typenum[0]:
+            return False
+        flags = cnp.PyArray_FLAGS(p)
+        order_flag = cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS else cnp.NPY_ARRAY_F_CONTIGUOUS
+        n0 = n_spans[0]
+        if not (_array_ok(p, p, order_flag, True, &starts[n0], &ends[n0])
+                and _array_ok(grads[k], p, order_flag, False, &starts[n0 + 1], &ends[n0 + 1])):
+            return False
+        table[k].param = <void *>starts[n0]
+        table[k].grad = <const void *>starts[n0 + 1]
+        table[k].n = cnp.PyArray_SIZE(p)
+        n_spans[0] += 2
+        for j in range(3):
+            table[k].state[j] = NULL
+            slot = (<tuple>states)[j]
+            if slot is not None:
+                n0 = n_spans[0]
+                if not _array_ok((<list>slot)[k], p, order_flag, True, &starts[n0], &ends[n0]):
+                    return False
+                table[k].state[j] = <void *>starts[n0]
+                n_spans[0] += 1
+    return True
+
+
+def family_step_buckets(list buckets, n_threads=None):
+    """The optimizer family's step (see adamcore._validate): validate every
+    bucket, then run each as one GIL-free C call (csrc/family_step.c)."""
+    cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
+    cdef int nt, status, typenum
+    cdef adamcore_family_tensor *table = NULL
+    cdef uintptr_t *keys = NULL
+    cdef adamcore_family_hyper *hypers = NULL
+    cdef int *typenums = NULL
+    cdef bint ok = True
+    for bucket in buckets:
+        if type(bucket) is not tuple or len(<tuple>bucket) != 5 or type(bucket[0]) is not list:
+            _validate.check_family_buckets(buckets, n_threads)
+            raise TypeError("each family bucket must be a tuple of 5 items (see adamcore._validate)")
+        _validate.check_family_hyper(bucket[4])
+        n_tensors += len(<list>bucket[0])
+    nt = resolve_n_threads(n_threads)
+    table = <adamcore_family_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_family_tensor))
+    keys = <uintptr_t *>PyMem_Malloc(max(15 * n_tensors, 1) * sizeof(uintptr_t))
+    hypers = <adamcore_family_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_family_hyper))
+    typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
+    try:
+        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL:
+            raise MemoryError()
+        for b in range(len(buckets)):
+            if not _family_bucket_ok(buckets[b], table + row, keys, keys + 5 * n_tensors,
+                                     &n_spans, &typenums[b]):
+                ok = False
+                break
+            row += len(<list>buckets[b][0])
+        ok = ok and _disjoint(keys, keys + 5 * n_tensors, keys + 10 * n_tensors, n_spans)
+        if not ok:
+            _validate.check_family_buckets(buckets, n_threads)
+            raise RuntimeError("adamcore internal error: the C checks refused a step that "
+                               "adamcore._validate accepts")
+        for b in range(len(buckets)):
+            _to_family_hyper(buckets[b][4], &hypers[b])
+        row = 0
+        for b in range(len(buckets)):
+            count = len(<list>buckets[b][0])
+            typenum = typenums[b]
+            with nogil:
+                if typenum == cnp.NPY_FLOAT64:
+                    status = adamcore_family_step_f64(table + row, count, &hypers[b], nt)
+                else:
+                    status = adamcore_family_step_f32(table + row, count, &hypers[b], nt)
+            if status != ADAMCORE_OK:
+                raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
+            row += count
+    finally:
+        PyMem_Free(table)
+        PyMem_Free(keys)
+        PyMem_Free(hypers)
+        PyMem_Free(typenums)
 
 
 # ---- gradient norms ------------------------------------------------------

@@ -14,6 +14,16 @@ max_exp_avg_sqs is such a list (AMSGrad) or None; indices names the tensors in
 messages (``grads[3]``), or None for a single unnamed tensor; hyper is
 ``(lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
 grad_scale)``.
+
+The optimizer family (SGD, RMSprop, Adagrad, AdaBelief) steps *family
+buckets*::
+
+    (params, grads, states, indices, hyper)
+
+where hyper is a dict of every key of ``FAMILY_HYPER`` (``family_hyper``
+fills the ones an optimizer does not use) and states is a 3-tuple: the lists
+of state arrays of the kind's slots (``FAMILY_SLOTS``), None for a slot the
+hyperparameters do not use (``required_slots``).
 """
 
 import math
@@ -110,11 +120,10 @@ def _span(a):
     return start, start + a.nbytes
 
 
-def check_tensor(index, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
-    """Check one tensor's arrays against its param; raise on the first problem."""
-    arrays = [("param", param), ("grad", grad), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
-    if max_exp_avg_sq is not None:
-        arrays.append(("max_exp_avg_sq", max_exp_avg_sq))
+def check_tensor(index, param, grad, state):
+    """Check one tensor's arrays against its param, ``state`` a list of (name,
+    array) pairs; raise on the first problem."""
+    arrays = [("param", param), ("grad", grad)] + list(state)
     for name, a in arrays:
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{_label(name, index)} must be a numpy.ndarray, got {type(a).__name__}")
@@ -168,8 +177,10 @@ def check_buckets(buckets, n_threads):
         dtype = None
         for k, param in enumerate(params):
             index = None if indices is None else indices[k]
-            vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[k]
-            named += check_tensor(index, param, grads[k], exp_avgs[k], exp_avg_sqs[k], vmax)
+            state = [("exp_avg", exp_avgs[k]), ("exp_avg_sq", exp_avg_sqs[k])]
+            if max_exp_avg_sqs is not None:
+                state.append(("max_exp_avg_sq", max_exp_avg_sqs[k]))
+            named += check_tensor(index, param, grads[k], state)
             if dtype is None:
                 dtype = param.dtype
             elif param.dtype != dtype:
@@ -195,3 +206,134 @@ def check_norm_arrays(grads, indices=None):
             raise ValueError(f"{name} must be C- or F-contiguous")
         if not g.flags.aligned:
             raise ValueError(f"{name} is not aligned to its dtype ({g.dtype})")
+
+
+# ---- the optimizer family -------------------------------------------------
+
+FAMILY_SLOTS = {
+    "sgd": ("momentum_buffer",),
+    "rmsprop": ("square_avg", "momentum_buffer", "grad_avg"),
+    "adagrad": ("sum",),
+    "adabelief": ("exp_avg", "exp_avg_var", "max_exp_avg_var"),
+}
+FAMILY_HYPER = ("kind", "lr", "weight_decay", "grad_scale", "eps", "momentum", "dampening",
+                "alpha", "lr_decay", "beta1", "beta2", "step", "maximize", "nesterov", "first",
+                "centered", "decoupled", "amsgrad")
+_FAMILY_DEFAULTS = dict(weight_decay=0.0, grad_scale=1.0, eps=0.0, momentum=0.0,
+                        dampening=0.0, alpha=0.0, lr_decay=0.0, beta1=0.0, beta2=0.0, step=1,
+                        maximize=False, nesterov=False, first=False, centered=False,
+                        decoupled=False, amsgrad=False)
+
+
+def family_hyper(kind, lr, **options):
+    """A family bucket's hyper dict: ``options`` over neutral values for the
+    keys ``kind`` does not use."""
+    return {"kind": kind, "lr": lr, **_FAMILY_DEFAULTS, **options}
+
+
+def required_slots(hyper):
+    """Which of the kind's 3 state slots the hyperparameters use (csrc/adamcore.h)."""
+    kind = hyper["kind"]
+    if kind == "sgd":
+        return (hyper["momentum"] != 0, False, False)
+    if kind == "rmsprop":
+        return (True, hyper["momentum"] != 0, bool(hyper["centered"]))
+    if kind == "adagrad":
+        return (True, False, False)
+    return (True, True, bool(hyper["amsgrad"]))
+
+
+def _check_nonneg(name, value, what):
+    x = _real(name, value)
+    if not (x >= 0.0 and math.isfinite(x)):
+        raise ValueError(f"Invalid {what}: {value!r} ({name} must be finite and >= 0)")
+
+
+def check_momentum(momentum):
+    _check_nonneg("momentum", momentum, "momentum value")
+
+
+def check_sgd_options(momentum, dampening, nesterov):
+    check_momentum(momentum)
+    if not math.isfinite(_real("dampening", dampening)):
+        raise ValueError(f"Invalid dampening value: {dampening!r} (dampening must be finite)")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+
+def check_alpha(alpha):
+    _check_nonneg("alpha", alpha, "alpha value")
+
+
+def check_lr_decay(lr_decay):
+    _check_nonneg("lr_decay", lr_decay, "lr_decay value")
+
+
+def check_initial_accumulator_value(value):
+    _check_nonneg("initial_accumulator_value", value, "initial_accumulator_value value")
+
+
+def check_family_hyper(hyper):
+    if not isinstance(hyper, dict) or set(hyper) != set(FAMILY_HYPER):
+        raise TypeError(f"a family bucket's hyper must be a dict with keys {FAMILY_HYPER}")
+    kind = hyper["kind"]
+    if kind not in FAMILY_SLOTS:
+        raise ValueError(f"kind must be one of {tuple(FAMILY_SLOTS)}, got {kind!r}")
+    for flag in ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad"):
+        if not isinstance(hyper[flag], (bool, np.bool_)):
+            raise TypeError(f"{flag} must be a bool, got {type(hyper[flag]).__name__}")
+    check_lr(hyper["lr"])
+    check_weight_decay(hyper["weight_decay"])
+    check_grad_scale(hyper["grad_scale"])
+    check_eps(hyper["eps"])
+    if kind == "sgd":
+        check_sgd_options(hyper["momentum"], hyper["dampening"], hyper["nesterov"])
+    elif kind == "rmsprop":
+        check_alpha(hyper["alpha"])
+        check_momentum(hyper["momentum"])
+    elif kind == "adagrad":
+        check_lr_decay(hyper["lr_decay"])
+    else:
+        check_betas(hyper["beta1"], hyper["beta2"])
+    check_step(hyper["step"])
+
+
+def check_family_buckets(buckets, n_threads):
+    """Validate a whole family step (see the module docstring) before anything runs."""
+    check_n_threads(n_threads)
+    if not isinstance(buckets, list):
+        raise TypeError(f"buckets must be a list, got {type(buckets).__name__}")
+    named = []
+    for bucket in buckets:
+        if not isinstance(bucket, tuple) or len(bucket) != 5:
+            raise TypeError("each family bucket must be a tuple "
+                            "(params, grads, states, indices, hyper)")
+        params, grads, states, indices, hyper = bucket
+        check_family_hyper(hyper)
+        if len(grads) != len(params):
+            raise ValueError(f"expected {len(params)} grads (one per param), got {len(grads)}")
+        slots = FAMILY_SLOTS[hyper["kind"]]
+        if not isinstance(states, tuple) or len(states) != 3:
+            raise TypeError("a family bucket's states must be a 3-tuple of lists or None")
+        for k, need in enumerate(required_slots(hyper)):
+            given = states[k] is not None
+            if given != need:
+                name = slots[k] if k < len(slots) else f"slot {k}"
+                raise ValueError(f"state {name!r} is {'missing' if need else 'not used'} "
+                                 f"with these hyperparameters")
+            if given and len(states[k]) != len(params):
+                raise ValueError(f"expected {len(params)} {slots[k]} arrays, got "
+                                 f"{len(states[k])}")
+        dtype = None
+        for k, param in enumerate(params):
+            index = None if indices is None else indices[k]
+            state = [(slots[j], states[j][k]) for j in range(3) if states[j] is not None]
+            named += check_tensor(index, param, grads[k], state)
+            if dtype is None:
+                dtype = param.dtype
+            elif param.dtype != dtype:
+                raise TypeError(
+                    f"{_label('param', index)} has dtype {param.dtype} but the other params "
+                    f"of this call have {dtype}; one call steps one dtype"
+                )
+    check_no_overlap(named)

@@ -1,120 +1,10 @@
-"""Adam and AdamW optimizer classes with PyTorch's API over NumPy arrays.
+"""Adam and AdamW optimizer classes with PyTorch's API over NumPy arrays
+(the machinery is adamcore._base.Optimizer's)."""
 
-Layers: these classes keep param groups and state and build one step's
-buckets (see adamcore._validate); adamcore._impl runs them with the C kernel
-or the NumPy reference.
-
-Design: each param's state arrays live in a dict, its step count in one int64
-array for all params. When every param of a group has state and one step
-count, the group keeps its bucket lists ready with that count as a Python int
-(a plan), so a step with every grad present costs O(groups) Python, not
-O(params): 1000 small tensors step in one C call. The int64 array is brought
-up to date from the plans before anything reads it. Anything else (a None
-grad, a first step, a new group, loaded state) takes the general path, which
-rebuilds the plans after it.
-"""
-
-import math
-import numbers
-import types
-from collections.abc import Mapping
-
-import numpy as np
-
-from adamcore import _alloc, _impl, _validate, checkpoint, clip
-
-_STATE_ARRAYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-_FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
+from adamcore import _alloc, _base, _impl, _validate
 
 
-def _check_group_options(group):
-    """Range and type checks of one group's hyperparameters (PyTorch-like messages)."""
-    _validate.check_lr(group["lr"])
-    betas = group["betas"]
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    _validate.check_betas(*betas)
-    _validate.check_eps(group["eps"])
-    _validate.check_weight_decay(group["weight_decay"])
-    _validate.check_eps_mode(group["eps_mode"])
-    for flag in _FLAGS:
-        if not isinstance(group[flag], (bool, np.bool_)):
-            raise TypeError(f"{flag} must be a bool, got {type(group[flag]).__name__}")
-
-
-def _check_param(param, index):
-    name = f"params[{index}]"
-    if not isinstance(param, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(param).__name__}")
-    if param.dtype not in _validate.FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {param.dtype}")
-    if not param.flags.writeable:
-        raise ValueError(f"{name} is read-only; it is updated in place")
-    if not (param.flags.c_contiguous or param.flags.f_contiguous):
-        raise ValueError(f"{name} must be C- or F-contiguous; it is updated in place, never copied")
-    if not param.flags.aligned:
-        raise ValueError(f"{name} is not aligned to its dtype ({param.dtype})")
-
-
-def _new_state(p, arrays, amsgrad):
-    """A param's state arrays with any missing one added as aligned zeros (a
-    new dict: the old one is replaced only when the step succeeds)."""
-    new = {} if arrays is None else dict(arrays)
-    for key in _STATE_ARRAYS[:3 if amsgrad else 2]:
-        if key not in new:
-            new[key] = _alloc.zeros_like_aligned(p)
-    return new
-
-
-def _checked_state(i, p, group, entry):
-    """(step, arrays) from a saved state entry, checked against param ``p``."""
-    if not isinstance(entry, dict):
-        raise TypeError(f"state[{i}] must be a dict, got {type(entry).__name__}")
-    step = entry.get("step")
-    if isinstance(step, np.ndarray) and step.shape == ():
-        step = step.item()
-    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-        raise ValueError(f"state[{i}]['step'] must be an integer >= 0, got {step!r}")
-    required = set(_STATE_ARRAYS[:3 if group["amsgrad"] else 2])
-    keys = set(entry) - {"step"}
-    if not required <= keys or not keys <= set(_STATE_ARRAYS):
-        raise ValueError(f"state[{i}] must hold 'step' and {sorted(required)}, "
-                         f"got {sorted(entry)}")
-    arrays = {}
-    for key in sorted(keys):
-        a = entry[key]
-        if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
-            desc = (f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
-                    else type(a).__name__)
-            raise ValueError(f"state[{i}]['{key}'] must be a {p.dtype} array of shape "
-                             f"{p.shape} like params[{i}], got {desc}")
-        arrays[key] = _alloc.copy_like_aligned(p, a)
-    return int(step), arrays
-
-
-class _StateView(Mapping):
-    """``opt.state``: param index -> a read-only dict of its state."""
-
-    def __init__(self, opt):
-        self._opt = opt
-
-    def __getitem__(self, i):
-        arrays = self._opt._arrays
-        if not isinstance(i, numbers.Integral) or not 0 <= i < len(arrays) or arrays[i] is None:
-            raise KeyError(i)
-        return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i]})
-
-    def __iter__(self):
-        return (i for i, st in enumerate(self._opt._arrays) if st is not None)
-
-    def __len__(self):
-        return sum(st is not None for st in self._opt._arrays)
-
-    def __repr__(self):
-        return repr({i: dict(self[i]) for i in self})
-
-
-class Adam:
+class Adam(_base.Optimizer):
     r"""Adam (Kingma & Ba, 2015) with PyTorch's semantics and defaults.
 
     For each parameter :math:`p` with gradient :math:`g` at step :math:`t`::
@@ -145,6 +35,8 @@ class Adam:
     ``impl`` ("auto", "c", "numpy") choose how the step runs, never its result.
     """
 
+    STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  amsgrad=False, maximize=False, decoupled_weight_decay=False,
                  eps_mode="torch", max_grad_norm=None, skip_nonfinite=False,
@@ -152,298 +44,37 @@ class Adam:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay, eps_mode=eps_mode)
-        _check_group_options(defaults)
-        defaults["betas"] = tuple(betas)
-        _validate.check_n_threads(n_threads)
-        if max_grad_norm is not None and not _validate._real("max_grad_norm", max_grad_norm) > 0:
-            raise ValueError(f"max_grad_norm must be None or > 0, got {max_grad_norm!r}")
-        if not isinstance(skip_nonfinite, (bool, np.bool_)):
-            raise TypeError(f"skip_nonfinite must be a bool, got {type(skip_nonfinite).__name__}")
-        self.max_grad_norm = max_grad_norm
-        self.skip_nonfinite = bool(skip_nonfinite)
-        self.skipped_steps = 0       # steps refused by skip_nonfinite
-        self.last_grad_norm = None   # global 2-norm of the last step's grads, when clipping
-        self.defaults = defaults
-        self.n_threads = n_threads
-        self.impl = _impl.resolve(impl)
-        self.param_groups = []
-        self._params = []
-        self._arrays = []                    # per param: its state arrays, or None
-        self._steps = np.zeros(0, np.int64)  # per param: steps taken
-        self._plans = None                   # see the module docstring
-        self._scratch = {}
-        if isinstance(params, np.ndarray):
-            raise TypeError("params must be a list of arrays or of param-group dicts, "
-                            "got a single array; wrap it in a list")
-        groups = list(params)
-        if not groups:
-            raise ValueError("optimizer got an empty parameter list")
-        if not isinstance(groups[0], dict):
-            groups = [{"params": groups}]
-        for group in groups:
-            self.add_param_group(group)
-
-    # ---- groups ------------------------------------------------------------
-
-    def add_param_group(self, param_group):
-        """Add a group of params with its own options (PyTorch semantics)."""
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
-        params = param_group.get("params")
-        if isinstance(params, np.ndarray):
-            params = [params]
-        elif isinstance(params, (set, frozenset)) or params is None:
-            raise TypeError("param group 'params' must be an ordered list of arrays")
-        params = list(params)
-        unknown = set(param_group) - set(self.defaults) - {"params"}
-        if unknown:
-            raise ValueError(f"unknown option(s) in param group: {sorted(unknown)}")
-        group = {**self.defaults, **param_group, "params": params}
-        _check_group_options(group)
-        group["betas"] = tuple(group["betas"])
-        start = len(self._params)
-        for k, p in enumerate(params):
-            _check_param(p, start + k)
-        named = [(f"params[{i}]", p) for i, p in enumerate(self._params + params)]
-        _validate.check_no_overlap(named)
-        self.param_groups.append(group)
-        self._params.extend(params)
-        self._arrays.extend([None] * len(params))
-        self._steps = np.concatenate([self._synced_steps(), np.zeros(len(params), np.int64)])
-        self._plans = self._build_plans()
-
-    # ---- stepping ----------------------------------------------------------
-
-    def step(self, grads):
-        """Apply one Adam step to every param whose grad is not None.
-
-        Returns True, or False when ``skip_nonfinite`` found a NaN or inf in
-        the grads and skipped the step (params, state and step counts all
-        unchanged; ``skipped_steps`` counts these). With ``max_grad_norm``,
-        the grads' global 2-norm (``last_grad_norm``) is taken in one pass that
-        also finds non-finite values, and the step uses the grads scaled by
-        ``min(max_grad_norm / (norm + 1e-6), 1)`` (``torch.nn.utils.
-        clip_grad_norm_``) without writing them. Otherwise non-finite grads
-        propagate into the params, as in PyTorch."""
-        n = len(self._params)
-        if isinstance(grads, np.ndarray):
-            if n != 1:
-                raise TypeError(f"step() got one array but the optimizer has {n} params; "
-                                "pass a list of grads in param order")
-            grads = [grads]
-        elif type(grads) is not list:
-            grads = list(grads)
-        if len(grads) != n:
-            raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
-        scale = 1.0
-        if self.max_grad_norm is not None or self.skip_nonfinite:
-            present = [i for i, g in enumerate(grads) if g is not None]
-            sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
-                                               n_threads=self.n_threads, impl=self.impl)
-            if self.max_grad_norm is not None:
-                self.last_grad_norm = math.sqrt(sumsq)
-                scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-            if self.skip_nonfinite and nonfinite:
-                self.skipped_steps += 1
-                return False
-        if self._plans is None or not self._step_planned(grads, scale):
-            self._step_general(grads, scale)
-        return True
-
-    def apply_gradients(self, grads_and_vars):
-        """Keras form: ``opt.apply_gradients(zip(grads, params))``."""
-        index = {id(p): i for i, p in enumerate(self._params)}
-        grads = [None] * len(self._params)
-        for pair in grads_and_vars:
-            grad, var = pair
-            i = index.get(id(var))
-            if i is None:
-                raise ValueError("apply_gradients got a variable that is not a param of this "
-                                 "optimizer (params are matched by identity)")
-            if grads[i] is not None:
-                raise ValueError(f"apply_gradients got params[{i}] twice")
-            grads[i] = grad
-        self.step(grads)
+        super().__init__(params, defaults, max_grad_norm=max_grad_norm,
+                         skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
     @staticmethod
-    def _hyper(group, step, scale):
+    def _check_group_options(group):
+        """Range and type checks of one group's hyperparameters (PyTorch-like messages)."""
+        _validate.check_lr(group["lr"])
+        _base.check_betas(group["betas"])
+        _validate.check_eps(group["eps"])
+        _validate.check_weight_decay(group["weight_decay"])
+        _validate.check_eps_mode(group["eps_mode"])
+        _base.check_flags(group, ("amsgrad", "maximize", "decoupled_weight_decay"))
+
+    def _state_keys(self, group):
+        return self.STATE_KEYS if group["amsgrad"] else self.STATE_KEYS[:2]
+
+    @staticmethod
+    def _init_state(key, p, group):
+        return _alloc.zeros_like_aligned(p)
+
+    @staticmethod
+    def _bucket(group, lists, grads, step, scale, new_keys):
+        ps, (ms, vs, vmaxs), idx = lists
         beta1, beta2 = group["betas"]
-        return (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
-                bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
-                group["eps_mode"], scale)
+        return (ps, grads, ms, vs, vmaxs, idx,
+                (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
+                 bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
+                 group["eps_mode"], scale))
 
-    def _step_planned(self, grads, scale):
-        """The fast path (module docstring); False, with nothing done, when a
-        grad is None or a group's amsgrad changed."""
-        buckets = []
-        whole = len(self._plans) == 1
-        for group, plan in zip(self.param_groups, self._plans):
-            lo, hi, amsgrad, lists, step = plan
-            if bool(group["amsgrad"]) != amsgrad:
-                return False
-            if lo < hi:
-                ps, ms, vs, vmaxs, idx = lists
-                gs = grads if whole else grads[lo:hi]
-                buckets.append((ps, gs, ms, vs, vmaxs, idx, self._hyper(group, step + 1, scale)))
-        try:
-            _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
-        except TypeError:
-            if any(g is None for g in grads):  # refused before any change: go general
-                return False
-            raise
-        for plan in self._plans:
-            plan[4] += 1
-        return True
-
-    def _synced_steps(self):
-        """The per-param step counts, with the plans' counts written back."""
-        for lo, hi, _, _, step in self._plans or ():
-            self._steps[lo:hi] = step
-        return self._steps
-
-    def _step_general(self, grads, scale):
-        """One bucket per (group, dtype, step count); state allocated for a
-        first step is kept aside until the step succeeds, so a refused step
-        changes nothing."""
-        buckets, stepped, fresh = [], [], {}
-        steps, arrays = self._synced_steps(), self._arrays
-        i = 0
-        for group in self.param_groups:
-            amsgrad = bool(group["amsgrad"])
-            by_key = {}
-            for p in group["params"]:
-                g = grads[i]
-                if g is not None:
-                    st = arrays[i]
-                    if st is None or (amsgrad and "max_exp_avg_sq" not in st):
-                        st = fresh[i] = _new_state(p, st, amsgrad)
-                    key = (p.dtype.num, int(steps[i]))
-                    lists = by_key.get(key)
-                    if lists is None:
-                        lists = by_key[key] = ([], [], [], [], [] if amsgrad else None, [])
-                    lists[0].append(p)
-                    lists[1].append(g)
-                    lists[2].append(st["exp_avg"])
-                    lists[3].append(st["exp_avg_sq"])
-                    if amsgrad:
-                        lists[4].append(st["max_exp_avg_sq"])
-                    lists[5].append(i)
-                    stepped.append(i)
-                i += 1
-            for (_, step), (ps, gs, ms, vs, vmaxs, idx) in by_key.items():
-                buckets.append((ps, gs, ms, vs, vmaxs, idx, self._hyper(group, step + 1, scale)))
+    def _run(self, buckets):
         _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
-        for i, st in fresh.items():
-            arrays[i] = st
-        steps[stepped] += 1
-        self._plans = self._build_plans()
-
-    def _build_plans(self):
-        """Per group [lo, hi, amsgrad, bucket lists, step count] when every
-        group can take the fast path (state complete, one dtype, one step
-        count), else None. Call with self._steps up to date."""
-        plans, lo = [], 0
-        for group in self.param_groups:
-            ps = group["params"]
-            hi = lo + len(ps)
-            amsgrad = bool(group["amsgrad"])
-            sts = self._arrays[lo:hi]
-            keys = _STATE_ARRAYS[:3 if amsgrad else 2]
-            if ps and (any(st is None or any(k not in st for k in keys) for st in sts)
-                       or len({p.dtype for p in ps}) != 1
-                       or self._steps[lo:hi].min() != self._steps[lo:hi].max()):
-                return None
-            lists = (list(ps), [st["exp_avg"] for st in sts], [st["exp_avg_sq"] for st in sts],
-                     [st["max_exp_avg_sq"] for st in sts] if amsgrad else None,
-                     list(range(lo, hi)))
-            plans.append([lo, hi, amsgrad, lists, int(self._steps[lo]) if ps else 0])
-            lo = hi
-        return plans
-
-    # ---- state -------------------------------------------------------------
-
-    @property
-    def state(self):
-        """Read-only view: ``state[i]`` is ``{"step": int, "exp_avg": ...,
-        "exp_avg_sq": ...[, "max_exp_avg_sq": ...]}`` for each param that has
-        stepped. The arrays are the live state; to replace state, use
-        ``load_state_dict``."""
-        return _StateView(self)
-
-    def state_dict(self):
-        """A snapshot: ``{"state": {i: {...}}, "param_groups": [...]}`` of plain
-        dicts, ints, floats and NumPy array copies (PyTorch's layout)."""
-        steps = self._synced_steps()
-        state = {i: {"step": int(steps[i]), **{k: a.copy() for k, a in st.items()}}
-                 for i, st in enumerate(self._arrays) if st is not None}
-        groups, i = [], 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(i, i + n))})
-            i += n
-        return {"state": state, "param_groups": groups}
-
-    def load_state_dict(self, state_dict):
-        """Restore a ``state_dict()``: checked whole against the params first,
-        then applied; a restored optimizer continues bitwise identically."""
-        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
-                             f"this optimizer has {len(self.param_groups)}")
-        index, groups = {}, []
-        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"param group {gi} has {len(saved['params'])} params in "
-                                 f"state_dict, {len(group['params'])} here")
-            options = {k: v for k, v in saved.items() if k != "params"}
-            missing = set(self.defaults) - set(options)
-            if missing or set(options) - set(self.defaults):
-                raise ValueError(f"param group {gi} options must be {sorted(self.defaults)}")
-            new = {**options, "params": group["params"]}
-            _check_group_options(new)
-            new["betas"] = tuple(new["betas"])
-            groups.append(new)
-            for saved_id, p in zip(saved["params"], group["params"]):
-                if saved_id in index:
-                    raise ValueError(f"state_dict lists param id {saved_id!r} more than once")
-                index[saved_id] = (len(index), p, new)
-        arrays = [None] * len(self._params)
-        steps = np.zeros(len(self._params), np.int64)
-        for saved_id, entry in state_dict["state"].items():
-            if saved_id not in index:
-                raise ValueError(f"state_dict has state for param id {saved_id!r}, "
-                                 "which no param group lists")
-            i, p, group = index[saved_id]
-            steps[i], arrays[i] = _checked_state(i, p, group, entry)
-        self.param_groups = groups
-        self._arrays, self._steps = arrays, steps
-        self._plans = self._build_plans()
-
-    # ---- checkpoints --------------------------------------------------------
-
-    def save(self, path):
-        """Write hyperparameters, step counts and all state to the ``.npz`` file
-        ``path``, atomically (see adamcore.checkpoint)."""
-        checkpoint.save(self, path)
-
-    @classmethod
-    def load(cls, path, params, **kwargs):
-        """An optimizer over ``params`` (a flat list in the saved order, or the
-        saved groups) restored from ``save(path)``, continuing bitwise
-        identically; ``kwargs`` such as ``n_threads`` and ``impl`` go to the
-        constructor. A file that is damaged or does not fit ``params`` raises
-        ``ValueError`` (see adamcore.checkpoint)."""
-        return checkpoint.load(cls, path, params, **kwargs)
-
-    def __repr__(self):
-        lines = [f"{type(self).__name__} ("]
-        for gi, group in enumerate(self.param_groups):
-            lines.append(f"Parameter Group {gi}")
-            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
-        return "\n".join(lines + [")"])
 
 
 class AdamW(Adam):

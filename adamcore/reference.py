@@ -149,3 +149,130 @@ def grad_sumsq(arrays):
                 total += s
     nonfinite = not math.isfinite(total) and not all(np.isfinite(a).all() for a in arrays)
     return total, nonfinite
+
+
+# ---- the optimizer family (csrc/family_body.h) ------------------------------
+
+def family_scalars(h, dtype):
+    """Per-step scalars of a family hyper dict in double, cast once to
+    ``dtype`` (see csrc/family_step.c: family_scalars)."""
+    lr, grad_scale = float(h["lr"]), float(h["grad_scale"])
+    s = {"gscale": -grad_scale if h["maximize"] else grad_scale, "lr": lr,
+         "wd": float(h["weight_decay"]), "mom": float(h["momentum"]),
+         "omd": 1.0 - float(h["dampening"]), "alpha": float(h["alpha"]),
+         "oma": 1.0 - float(h["alpha"]), "eps": float(h["eps"])}
+    step = int(h["step"])
+    if h["kind"] == "adagrad":
+        s["lr"] = lr / (1.0 + float(step - 1) * float(h["lr_decay"]))
+    if h["kind"] == "adabelief":
+        beta1, beta2 = float(h["beta1"]), float(h["beta2"])
+        bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+        s.update(b1=beta1, omb1=1.0 - beta1, b2=beta2, omb2=1.0 - beta2,
+                 dscale=1.0 / math.sqrt(bc2), step_size=lr / bc1,
+                 decay=1.0 - lr * float(h["weight_decay"]))
+    t = np.dtype(dtype).type
+    return {k: t(v) for k, v in s.items()}
+
+
+def family_update(h, param, grad, states, s, scratch):
+    """One family update of already-validated arrays, in place: the
+    operations of csrc/family_body.h in its order. ``states`` are the kind's
+    3 slots (arrays or None), ``s`` is from ``family_scalars``, ``scratch``
+    three 1-D arrays of the dtype, at least as long."""
+    p, g = _flat(param), _flat(grad)
+    s0, s1, s2 = (None if a is None else _flat(a) for a in states)
+    n = p.size
+    t1, t2, t3 = (a[:n] for a in scratch)
+    np.multiply(g, s["gscale"], out=t1)                # g = g * gscale
+    g = t1
+    kind = h["kind"]
+    if float(h["weight_decay"]) != 0.0 and not (kind == "adabelief" and h["decoupled"]):
+        np.multiply(p, s["wd"], out=t2)                # g = g + wd*p
+        np.add(g, t2, out=g)
+    if kind == "sgd":
+        if s0 is not None:
+            if h["first"]:
+                np.copyto(s0, g)                       # buf = g
+            else:
+                np.multiply(s0, s["mom"], out=s0)      # buf = mom*buf + (1-dampening)*g
+                np.multiply(g, s["omd"], out=t2)
+                np.add(s0, t2, out=s0)
+            if h["nesterov"]:
+                np.multiply(s0, s["mom"], out=t2)      # g = g + mom*buf
+                np.add(g, t2, out=g)
+            else:
+                g = s0                                 # g = buf
+        np.multiply(g, s["lr"], out=t2)                # p = p - lr*g
+        np.subtract(p, t2, out=p)
+    elif kind == "rmsprop":
+        np.multiply(s0, s["alpha"], out=s0)            # sq = alpha*sq + (1-alpha)*(g*g)
+        np.multiply(g, g, out=t2)
+        np.multiply(t2, s["oma"], out=t2)
+        np.add(s0, t2, out=s0)
+        if s2 is not None:
+            np.subtract(g, s2, out=t2)                 # ga = ga + (1-alpha)*(g - ga)
+            np.multiply(t2, s["oma"], out=t2)
+            np.add(s2, t2, out=s2)
+            np.multiply(s2, s2, out=t2)                # avg = sqrt(sq - ga*ga) + eps
+            np.subtract(s0, t2, out=t2)
+            np.sqrt(t2, out=t2)
+        else:
+            np.sqrt(s0, out=t2)                        # avg = sqrt(sq) + eps
+        np.add(t2, s["eps"], out=t2)
+        np.divide(g, t2, out=t2)                       # g/avg
+        if s1 is not None:
+            np.multiply(s1, s["mom"], out=s1)          # buf = mom*buf + g/avg
+            np.add(s1, t2, out=s1)
+            np.multiply(s1, s["lr"], out=t2)           # p = p - lr*buf
+        else:
+            np.multiply(t2, s["lr"], out=t2)           # p = p - lr*(g/avg)
+        np.subtract(p, t2, out=p)
+    elif kind == "adagrad":
+        np.multiply(g, g, out=t2)                      # sum = sum + g*g
+        np.add(s0, t2, out=s0)
+        np.sqrt(s0, out=t2)                            # p = p - clr*(g/(sqrt(sum) + eps))
+        np.add(t2, s["eps"], out=t2)
+        np.divide(g, t2, out=t2)
+        np.multiply(t2, s["lr"], out=t2)
+        np.subtract(p, t2, out=p)
+    else:  # adabelief
+        np.multiply(s0, s["b1"], out=s0)               # m = b1*m + (1-b1)*g
+        np.multiply(g, s["omb1"], out=t2)
+        np.add(s0, t2, out=s0)
+        np.subtract(g, s0, out=t3)                     # r = g - m
+        np.multiply(t3, t3, out=t3)                    # s = (b2*s + (1-b2)*(r*r)) + eps
+        np.multiply(t3, s["omb2"], out=t3)
+        np.multiply(s1, s["b2"], out=s1)
+        np.add(s1, t3, out=s1)
+        np.add(s1, s["eps"], out=s1)
+        v = s1
+        if s2 is not None:                             # smax = maximum(smax, s)
+            np.maximum(s2, s1, out=s2)
+            v = s2
+        np.sqrt(v, out=t3)                             # denom = sqrt(s)*dscale + eps
+        np.multiply(t3, s["dscale"], out=t3)
+        np.add(t3, s["eps"], out=t3)
+        if h["decoupled"] and float(h["weight_decay"]) != 0.0:
+            np.multiply(p, s["decay"], out=p)          # p = p * (1 - lr*wd)
+        np.divide(s0, t3, out=t3)                      # p = p - step_size*(m/denom)
+        np.multiply(t3, s["step_size"], out=t3)
+        np.subtract(p, t3, out=p)
+
+
+def family_step_buckets(buckets, n_threads=None, scratch=None):
+    """Step every family bucket (see adamcore._validate) after validating all
+    of them; ``scratch`` as for ``adam_step_buckets`` (three buffers)."""
+    _validate.check_family_buckets(buckets, n_threads)
+    scratch = {} if scratch is None else scratch
+    for params, grads, states, _, h in buckets:
+        if not params:
+            continue
+        dtype = params[0].dtype
+        n = max(p.size for p in params)
+        key = ("family", dtype)
+        if key not in scratch or scratch[key][0].size < n:
+            scratch[key] = tuple(np.empty(n, dtype) for _ in range(3))
+        s = family_scalars(h, dtype)
+        for k, param in enumerate(params):
+            slots = tuple(None if a is None else a[k] for a in states)
+            family_update(h, param, grads[k], slots, s, scratch[key])

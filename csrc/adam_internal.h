@@ -61,6 +61,12 @@ static inline void adamcore_run_bounds(int64_t r, int64_t n_runs, int64_t total,
     *hi = *lo + per < total ? *lo + per : total;
 }
 
+/* Run [0, total) as run(ctx, lo, hi) calls: one on the calling thread below
+ * ADAMCORE_PARALLEL_MIN, else equal blocks on up to n_threads threads
+ * (parallel.c). */
+typedef void (*adamcore_range_fn)(const void *ctx, int64_t lo, int64_t hi);
+void adamcore_split(int64_t total, int n_threads, adamcore_range_fn run, const void *ctx);
+
 /* The level's chunk kernel for the dtype (0: float32, 1: float64). */
 adamcore_chunk_fn adamcore_chunk_for(int level, int is_f64);
 

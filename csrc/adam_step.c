@@ -1,19 +1,6 @@
 /* The Adam entry points: validate, compute the per-step scalars once, choose
  * the SIMD kernel, and split the concatenated elements of all tensors over
- * threads.
- *
- * Design:
- * - Threads get equal contiguous blocks of the concatenated index space
- *   (edges on multiples of 16 elements, a 64-byte line of float32) through a
- *   static-schedule parallel for; a block may span several tensors, so 1000
- *   small tensors cost one call and one parallel region.
- * - Below ADAMCORE_PARALLEL_MIN elements the call never touches OpenMP: even
- *   a region that decides to run serially costs ~0.3 us here. `make threshold`
- *   (csrc/bench_threshold.c) measured, float32, 2 cores, warm pool, median ns
- *   per call 1 thread / 2 threads: 2^11 1248/2752, 2^12 2959/2297,
- *   2^14 12157/7802, 2^16 47523/29789. Two threads win from 2^12 with the pool
- *   spinning; 2^14 leaves room for waking a sleeping pool.
- * - Elementwise arithmetic makes the result independent of the split.
+ * threads (parallel.c).
  */
 #include <math.h>
 #include <stdint.h>
@@ -140,21 +127,32 @@ static adamcore_scalars_f64 adam_scalars(const adamcore_adam_hyper *h)
     return s;
 }
 
+/* One call's work, shared by the threads. */
+typedef struct {
+    const adamcore_tensor *tensors;
+    int64_t n_tensors;
+    adamcore_chunk_fn fn;
+    const void *scalars;
+    int variant;
+    int64_t esize;
+} adam_job;
+
 /* Run [lo, hi) of the concatenated elements of the table on this thread. */
-static void run_range(const adamcore_tensor *t, int64_t n_tensors, int64_t lo,
-                      int64_t hi, adamcore_chunk_fn fn, const void *s,
-                      int variant, int64_t esize)
+static void run_range(const void *ctx, int64_t lo, int64_t hi)
 {
+    const adam_job *j = (const adam_job *)ctx;
+    const int64_t esize = j->esize;
     int64_t off = 0;
-    for (int64_t i = 0; i < n_tensors && off < hi; i++) {
-        const int64_t n = t[i].n;
+    for (int64_t i = 0; i < j->n_tensors && off < hi; i++) {
+        const adamcore_tensor *t = &j->tensors[i];
+        const int64_t n = t->n;
         const int64_t a = lo > off ? lo - off : 0;
         const int64_t b = hi < off + n ? hi - off : n;
         if (a < b) {
-            fn((char *)t[i].param + a * esize, (const char *)t[i].grad + a * esize,
-               (char *)t[i].exp_avg + a * esize, (char *)t[i].exp_avg_sq + a * esize,
-               t[i].max_exp_avg_sq ? (char *)t[i].max_exp_avg_sq + a * esize : NULL,
-               b - a, s, variant);
+            j->fn((char *)t->param + a * esize, (const char *)t->grad + a * esize,
+                  (char *)t->exp_avg + a * esize, (char *)t->exp_avg_sq + a * esize,
+                  t->max_exp_avg_sq ? (char *)t->max_exp_avg_sq + a * esize : NULL,
+                  b - a, j->scalars, j->variant);
         }
         off += n;
     }
@@ -179,37 +177,20 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
 
     const adamcore_scalars_f64 d = adam_scalars(h);
     adamcore_scalars_f32 sf;
-    const void *s = &d;
+    adam_job job = {tensors, n_tensors, adamcore_chunk_for(adamcore_simd_get(), is_f64),
+                    &d, 0, is_f64 ? 8 : 4};
     if (!is_f64) {
         sf.b1 = (float)d.b1; sf.omb1 = (float)d.omb1; sf.b2 = (float)d.b2;
         sf.omb2 = (float)d.omb2; sf.eps = (float)d.eps; sf.dscale = (float)d.dscale;
         sf.step_size = (float)d.step_size; sf.wd = (float)d.wd; sf.decay = (float)d.decay;
         sf.gscale = (float)d.gscale;
-        s = &sf;
+        job.scalars = &sf;
     }
     const int wd_mode = h->weight_decay == 0.0 ? ADAMCORE_WD_NONE
                         : h->decoupled         ? ADAMCORE_WD_DECOUPLED
                                                : ADAMCORE_WD_COUPLED;
-    const int variant = ADAMCORE_VARIANT(h->maximize != 0, h->amsgrad != 0, wd_mode);
-    const adamcore_chunk_fn fn = adamcore_chunk_for(adamcore_simd_get(), is_f64);
-    const int64_t esize = is_f64 ? 8 : 4;
-
-    /* Every thread gets at least half the threshold, or it costs more than it saves. */
-    const int64_t min_block = ADAMCORE_PARALLEL_MIN / 2 > 16 ? ADAMCORE_PARALLEL_MIN / 2 : 16;
-    int64_t n_blocks = total / min_block;
-    if (n_blocks > n_threads) n_blocks = n_threads;
-    if (total < ADAMCORE_PARALLEL_MIN || n_blocks < 2) {
-        run_range(tensors, n_tensors, 0, total, fn, s, variant, esize);
-        return ADAMCORE_OK;
-    }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads((int)n_blocks)
-#endif
-    for (int64_t b = 0; b < n_blocks; b++) {
-        int64_t lo, hi;
-        adamcore_run_bounds(b, n_blocks, total, 16, &lo, &hi);
-        run_range(tensors, n_tensors, lo, hi, fn, s, variant, esize);
-    }
+    job.variant = ADAMCORE_VARIANT(h->maximize != 0, h->amsgrad != 0, wd_mode);
+    adamcore_split(total, n_threads, run_range, &job);
     return ADAMCORE_OK;
 }
 

@@ -68,6 +68,60 @@ int adamcore_adam_step_f32(const adamcore_tensor *tensors, int64_t n_tensors,
 int adamcore_adam_step_f64(const adamcore_tensor *tensors, int64_t n_tensors,
                            const adamcore_adam_hyper *hyper, int n_threads);
 
+/* ---- the optimizer family (family_step.c) ---------------------------------
+ * SGD (momentum, Nesterov), RMSprop (momentum, centered), Adagrad and
+ * AdaBelief: the same table-of-tensors call, threads, SIMD dispatch and
+ * determinism as Adam. Formulas: family_body.h. */
+enum {
+    ADAMCORE_SGD = 0,
+    ADAMCORE_RMSPROP = 1,
+    ADAMCORE_ADAGRAD = 2,
+    ADAMCORE_ADABELIEF = 3
+};
+
+/* One parameter tensor and its state buffers (all of the param's dtype and
+ * length n, no two overlapping). Which slot holds what, and when it is
+ * required (NULL otherwise):
+ *   SGD        state[0] momentum_buffer        if momentum != 0
+ *   RMSprop    state[0] square_avg; state[1] momentum_buffer if momentum != 0;
+ *              state[2] grad_avg               if centered
+ *   Adagrad    state[0] sum
+ *   AdaBelief  state[0] exp_avg; state[1] exp_avg_var;
+ *              state[2] max_exp_avg_var        if amsgrad */
+typedef struct {
+    void *param;           /* IN/OUT */
+    const void *grad;      /* IN     */
+    void *state[3];        /* IN/OUT */
+    int64_t n;             /* number of elements, >= 0 */
+} adamcore_family_tensor;
+
+/* Hyperparameters; each optimizer reads its own (PyTorch's names). All reals
+ * finite and >= 0 unless stated. */
+typedef struct {
+    int kind;              /* ADAMCORE_SGD ... ADAMCORE_ADABELIEF */
+    double lr;
+    double weight_decay;   /* L2 added to the gradient, or decoupled (AdaBelief) */
+    double grad_scale;     /* >= 0 or NaN, as for Adam */
+    double eps;            /* RMSprop, Adagrad, AdaBelief */
+    double momentum;       /* SGD, RMSprop */
+    double dampening;      /* SGD: any finite value */
+    double alpha;          /* RMSprop: smoothing constant */
+    double lr_decay;       /* Adagrad */
+    double beta1, beta2;   /* AdaBelief: in [0, 1) */
+    int64_t step;          /* Adagrad, AdaBelief: >= 1, after incrementing */
+    int maximize;
+    int nesterov;          /* SGD: needs momentum > 0 and dampening == 0 */
+    int first;             /* SGD: the momentum buffer is new: buf = g (PyTorch) */
+    int centered;          /* RMSprop */
+    int decoupled;         /* AdaBelief: p *= 1 - lr*weight_decay (weight_decouple) */
+    int amsgrad;           /* AdaBelief */
+} adamcore_family_hyper;
+
+int adamcore_family_step_f32(const adamcore_family_tensor *tensors, int64_t n_tensors,
+                             const adamcore_family_hyper *hyper, int n_threads);
+int adamcore_family_step_f64(const adamcore_family_tensor *tensors, int64_t n_tensors,
+                             const adamcore_family_hyper *hyper, int n_threads);
+
 /* Fewer elements than this in one call run on the calling thread with no
  * OpenMP call at all (measured: see the note in adam_step.c). */
 #ifndef ADAMCORE_PARALLEL_MIN

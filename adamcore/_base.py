@@ -1,0 +1,408 @@
+"""The optimizer base class: PyTorch's API (param groups, lazy state,
+``step``, ``state_dict``) over NumPy arrays, for every adamcore optimizer.
+
+Layers: a subclass names its state arrays and options and turns a group into
+one step's buckets (see adamcore._validate); adamcore._impl runs them with the
+C kernel or the NumPy reference.
+
+Design: each param's state arrays live in a dict, its step count in one int64
+array for all params. When every param of a group has its state and one step
+count, the group keeps its bucket lists ready with that count as a Python int
+(a plan), so a step with every grad present costs O(groups) Python, not
+O(params): 1000 small tensors step in one C call. The int64 array is brought
+up to date from the plans before anything reads it. Anything else (a None
+grad, a first step, a new group, loaded state, an option that changes which
+state a group needs) takes the general path, which rebuilds the plans after.
+"""
+
+import math
+import numbers
+import types
+from collections.abc import Mapping
+
+import numpy as np
+
+from adamcore import _alloc, _impl, _validate, checkpoint, clip
+
+
+def _check_param(param, index):
+    name = f"params[{index}]"
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(param).__name__}")
+    if param.dtype not in _validate.FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {param.dtype}")
+    if not param.flags.writeable:
+        raise ValueError(f"{name} is read-only; it is updated in place")
+    if not (param.flags.c_contiguous or param.flags.f_contiguous):
+        raise ValueError(f"{name} must be C- or F-contiguous; it is updated in place, never copied")
+    if not param.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype ({param.dtype})")
+
+
+def check_flags(group, flags):
+    for flag in flags:
+        if not isinstance(group[flag], (bool, np.bool_)):
+            raise TypeError(f"{flag} must be a bool, got {type(group[flag]).__name__}")
+
+
+def check_betas(betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    _validate.check_betas(*betas)
+
+
+class _StateView(Mapping):
+    """``opt.state``: param index -> a read-only dict of its state."""
+
+    def __init__(self, opt):
+        self._opt = opt
+
+    def __getitem__(self, i):
+        arrays = self._opt._arrays
+        if not isinstance(i, numbers.Integral) or not 0 <= i < len(arrays) or arrays[i] is None:
+            raise KeyError(i)
+        return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i]})
+
+    def __iter__(self):
+        return (i for i, st in enumerate(self._opt._arrays) if st is not None)
+
+    def __len__(self):
+        return sum(st is not None for st in self._opt._arrays)
+
+    def __repr__(self):
+        return repr({i: dict(self[i]) for i in self})
+
+
+class Optimizer:
+    """Base of adamcore's optimizers. A subclass defines:
+
+    - ``STATE_KEYS``: the names of its per-param state arrays, in slot order;
+    - ``_check_group_options(group)``: range and type checks of one group;
+    - ``_state_keys(group)``: the STATE_KEYS a group's options use;
+    - ``_init_state(key, p, group)``: a new state array for param ``p``;
+    - ``_bucket(group, lists, grads, step, scale, new_keys)``: one bucket of
+      the step, where ``lists`` is ``(params, states, indices)``, ``states``
+      one list per STATE_KEYS entry (None where unused), ``step`` the count
+      after this step, ``scale`` the clipping factor and ``new_keys`` the
+      state created for these params by this step;
+    - ``_run(buckets)``: run a step's buckets.
+    """
+
+    STATE_KEYS = ()
+
+    def __init__(self, params, defaults, *, max_grad_norm=None, skip_nonfinite=False,
+                 n_threads=None, impl="auto"):
+        self._check_group_options(defaults)
+        self._normalize(defaults)
+        _validate.check_n_threads(n_threads)
+        if max_grad_norm is not None and not _validate._real("max_grad_norm", max_grad_norm) > 0:
+            raise ValueError(f"max_grad_norm must be None or > 0, got {max_grad_norm!r}")
+        if not isinstance(skip_nonfinite, (bool, np.bool_)):
+            raise TypeError(f"skip_nonfinite must be a bool, got {type(skip_nonfinite).__name__}")
+        self.max_grad_norm = max_grad_norm
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self.skipped_steps = 0       # steps refused by skip_nonfinite
+        self.last_grad_norm = None   # global 2-norm of the last step's grads, when clipping
+        self.defaults = defaults
+        self.n_threads = n_threads
+        self.impl = _impl.resolve(impl)
+        self.param_groups = []
+        self._params = []
+        self._arrays = []                    # per param: its state arrays, or None
+        self._steps = np.zeros(0, np.int64)  # per param: steps taken
+        self._plans = None                   # see the module docstring
+        self._scratch = {}
+        if isinstance(params, np.ndarray):
+            raise TypeError("params must be a list of arrays or of param-group dicts, "
+                            "got a single array; wrap it in a list")
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    @staticmethod
+    def _normalize(group):
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+
+    # ---- groups ------------------------------------------------------------
+
+    def add_param_group(self, param_group):
+        """Add a group of params with its own options (PyTorch semantics)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param group must be a dict, got {type(param_group).__name__}")
+        params = param_group.get("params")
+        if isinstance(params, np.ndarray):
+            params = [params]
+        elif isinstance(params, (set, frozenset)) or params is None:
+            raise TypeError("param group 'params' must be an ordered list of arrays")
+        params = list(params)
+        unknown = set(param_group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"unknown option(s) in param group: {sorted(unknown)}")
+        group = {**self.defaults, **param_group, "params": params}
+        self._check_group_options(group)
+        self._normalize(group)
+        start = len(self._params)
+        for k, p in enumerate(params):
+            _check_param(p, start + k)
+        named = [(f"params[{i}]", p) for i, p in enumerate(self._params + params)]
+        _validate.check_no_overlap(named)
+        self.param_groups.append(group)
+        self._params.extend(params)
+        self._arrays.extend([None] * len(params))
+        self._steps = np.concatenate([self._synced_steps(), np.zeros(len(params), np.int64)])
+        self._plans = self._build_plans()
+
+    # ---- stepping ----------------------------------------------------------
+
+    def step(self, grads):
+        """Apply one step to every param whose grad is not None.
+
+        Returns True, or False when ``skip_nonfinite`` found a NaN or inf in
+        the grads and skipped the step (params, state and step counts all
+        unchanged; ``skipped_steps`` counts these). With ``max_grad_norm``,
+        the grads' global 2-norm (``last_grad_norm``) is taken in one pass that
+        also finds non-finite values, and the step uses the grads scaled by
+        ``min(max_grad_norm / (norm + 1e-6), 1)`` (``torch.nn.utils.
+        clip_grad_norm_``) without writing them. Otherwise non-finite grads
+        propagate into the params, as in PyTorch."""
+        n = len(self._params)
+        if isinstance(grads, np.ndarray):
+            if n != 1:
+                raise TypeError(f"step() got one array but the optimizer has {n} params; "
+                                "pass a list of grads in param order")
+            grads = [grads]
+        elif type(grads) is not list:
+            grads = list(grads)
+        if len(grads) != n:
+            raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
+        scale = 1.0
+        if self.max_grad_norm is not None or self.skip_nonfinite:
+            present = [i for i, g in enumerate(grads) if g is not None]
+            sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
+                                               n_threads=self.n_threads, impl=self.impl)
+            if self.max_grad_norm is not None:
+                self.last_grad_norm = math.sqrt(sumsq)
+                scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+            if self.skip_nonfinite and nonfinite:
+                self.skipped_steps += 1
+                return False
+        if self._plans is None or not self._step_planned(grads, scale):
+            self._step_general(grads, scale)
+        return True
+
+    def apply_gradients(self, grads_and_vars):
+        """Keras form: ``opt.apply_gradients(zip(grads, params))``."""
+        index = {id(p): i for i, p in enumerate(self._params)}
+        grads = [None] * len(self._params)
+        for pair in grads_and_vars:
+            grad, var = pair
+            i = index.get(id(var))
+            if i is None:
+                raise ValueError("apply_gradients got a variable that is not a param of this "
+                                 "optimizer (params are matched by identity)")
+            if grads[i] is not None:
+                raise ValueError(f"apply_gradients got params[{i}] twice")
+            grads[i] = grad
+        self.step(grads)
+
+    def _step_planned(self, grads, scale):
+        """The fast path (module docstring); False, with nothing done, when a
+        grad is None or a group's options now use other state."""
+        buckets = []
+        whole = len(self._plans) == 1
+        for group, plan in zip(self.param_groups, self._plans):
+            lo, hi, keys, lists, step = plan
+            if self._state_keys(group) != keys:
+                return False
+            if lo < hi:
+                gs = grads if whole else grads[lo:hi]
+                buckets.append(self._bucket(group, lists, gs, step + 1, scale, ()))
+        try:
+            self._run(buckets)
+        except TypeError:
+            if any(g is None for g in grads):  # refused before any change: go general
+                return False
+            raise
+        for plan in self._plans:
+            plan[4] += 1
+        return True
+
+    def _synced_steps(self):
+        """The per-param step counts, with the plans' counts written back."""
+        for lo, hi, _, _, step in self._plans or ():
+            self._steps[lo:hi] = step
+        return self._steps
+
+    def _step_general(self, grads, scale):
+        """One bucket per (group, dtype, step count, state just created);
+        state created by this step is kept aside until the step succeeds, so
+        a refused step changes nothing."""
+        buckets, stepped, fresh = [], [], {}
+        steps, arrays = self._synced_steps(), self._arrays
+        i = 0
+        for group in self.param_groups:
+            keys = self._state_keys(group)
+            by_key = {}
+            for p in group["params"]:
+                g = grads[i]
+                if g is not None:
+                    st = arrays[i]
+                    new_keys = tuple(k for k in keys if st is None or k not in st)
+                    if st is None or new_keys:
+                        st = fresh[i] = {**(st or {}),
+                                         **{k: self._init_state(k, p, group) for k in new_keys}}
+                    key = (p.dtype.num, int(steps[i]), new_keys)
+                    lists = by_key.get(key)
+                    if lists is None:
+                        lists = by_key[key] = ([], [], [[] if k in keys else None
+                                                        for k in self.STATE_KEYS], [])
+                    lists[0].append(p)
+                    lists[1].append(g)
+                    for k, slot in zip(self.STATE_KEYS, lists[2]):
+                        if slot is not None:
+                            slot.append(st[k])
+                    lists[3].append(i)
+                    stepped.append(i)
+                i += 1
+            for (_, step, new_keys), (ps, gs, states, idx) in by_key.items():
+                buckets.append(self._bucket(group, (ps, tuple(states), idx), gs, step + 1, scale,
+                                            new_keys))
+        self._run(buckets)
+        for i, st in fresh.items():
+            arrays[i] = st
+        steps[stepped] += 1
+        self._plans = self._build_plans()
+
+    def _build_plans(self):
+        """Per group [lo, hi, state keys, (params, states, indices), step
+        count] when every group can take the fast path (state complete, one
+        dtype, one step count), else None. Call with self._steps up to date."""
+        plans, lo = [], 0
+        for group in self.param_groups:
+            ps = group["params"]
+            hi = lo + len(ps)
+            keys = self._state_keys(group)
+            sts = self._arrays[lo:hi]
+            if ps and (any(st is None or any(k not in st for k in keys) for st in sts)
+                       or len({p.dtype for p in ps}) != 1
+                       or self._steps[lo:hi].min() != self._steps[lo:hi].max()):
+                return None
+            states = tuple([st[k] for st in sts] if k in keys else None for k in self.STATE_KEYS)
+            plans.append([lo, hi, keys, (list(ps), states, list(range(lo, hi))),
+                          int(self._steps[lo]) if ps else 0])
+            lo = hi
+        return plans
+
+    # ---- state -------------------------------------------------------------
+
+    @property
+    def state(self):
+        """Read-only view: ``state[i]`` is ``{"step": int, <state arrays>}``
+        for each param that has stepped. The arrays are the live state; to
+        replace state, use ``load_state_dict``."""
+        return _StateView(self)
+
+    def _checked_state(self, i, p, group, entry):
+        """(step, arrays) from a saved state entry, checked against param ``p``."""
+        if not isinstance(entry, dict):
+            raise TypeError(f"state[{i}] must be a dict, got {type(entry).__name__}")
+        step = entry.get("step")
+        if isinstance(step, np.ndarray) and step.shape == ():
+            step = step.item()
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"state[{i}]['step'] must be an integer >= 0, got {step!r}")
+        required = set(self._state_keys(group))
+        keys = set(entry) - {"step"}
+        if not required <= keys or not keys <= set(self.STATE_KEYS):
+            raise ValueError(f"state[{i}] must hold 'step' and {sorted(required)}, "
+                             f"got {sorted(entry)}")
+        arrays = {}
+        for key in sorted(keys):
+            a = entry[key]
+            if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
+                desc = (f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
+                        else type(a).__name__)
+                raise ValueError(f"state[{i}]['{key}'] must be a {p.dtype} array of shape "
+                                 f"{p.shape} like params[{i}], got {desc}")
+            arrays[key] = _alloc.copy_like_aligned(p, a)
+        return int(step), arrays
+
+    def state_dict(self):
+        """A snapshot: ``{"state": {i: {...}}, "param_groups": [...]}`` of plain
+        dicts, ints, floats and NumPy array copies (PyTorch's layout)."""
+        steps = self._synced_steps()
+        state = {i: {"step": int(steps[i]), **{k: a.copy() for k, a in st.items()}}
+                 for i, st in enumerate(self._arrays) if st is not None}
+        groups, i = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(i, i + n))})
+            i += n
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore a ``state_dict()``: checked whole against the params first,
+        then applied; a restored optimizer continues bitwise identically."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        index, groups = {}, []
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"param group {gi} has {len(saved['params'])} params in "
+                                 f"state_dict, {len(group['params'])} here")
+            options = {k: v for k, v in saved.items() if k != "params"}
+            missing = set(self.defaults) - set(options)
+            if missing or set(options) - set(self.defaults):
+                raise ValueError(f"param group {gi} options must be {sorted(self.defaults)}")
+            new = {**options, "params": group["params"]}
+            self._check_group_options(new)
+            self._normalize(new)
+            groups.append(new)
+            for saved_id, p in zip(saved["params"], group["params"]):
+                if saved_id in index:
+                    raise ValueError(f"state_dict lists param id {saved_id!r} more than once")
+                index[saved_id] = (len(index), p, new)
+        arrays = [None] * len(self._params)
+        steps = np.zeros(len(self._params), np.int64)
+        for saved_id, entry in state_dict["state"].items():
+            if saved_id not in index:
+                raise ValueError(f"state_dict has state for param id {saved_id!r}, "
+                                 "which no param group lists")
+            i, p, group = index[saved_id]
+            steps[i], arrays[i] = self._checked_state(i, p, group, entry)
+        self.param_groups = groups
+        self._arrays, self._steps = arrays, steps
+        self._plans = self._build_plans()
+
+    # ---- checkpoints --------------------------------------------------------
+
+    def save(self, path):
+        """Write hyperparameters, step counts and all state to the ``.npz`` file
+        ``path``, atomically (see adamcore.checkpoint)."""
+        checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path, params, **kwargs):
+        """An optimizer over ``params`` (a flat list in the saved order, or the
+        saved groups) restored from ``save(path)``, continuing bitwise
+        identically; ``kwargs`` such as ``n_threads`` and ``impl`` go to the
+        constructor. A file that is damaged or does not fit ``params`` raises
+        ``ValueError`` (see adamcore.checkpoint)."""
+        return checkpoint.load(cls, path, params, **kwargs)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for gi, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {gi}")
+            lines += [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        return "\n".join(lines + [")"])
