@@ -438,6 +438,29 @@ _KINDS = {"sgd": ADAMCORE_SGD, "rmsprop": ADAMCORE_RMSPROP, "adagrad": ADAMCORE_
           "adabelief": ADAMCORE_ADABELIEF}
 
 
+_FAMILY_REALS = ("lr", "weight_decay", "grad_scale", "eps", "momentum", "alpha", "lr_decay")
+_FAMILY_FLAGS = ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad")
+
+
+cdef bint _family_hyper_ok(dict h) noexcept:
+    """The common case at C speed: exactly the keys of FAMILY_HYPER, plain
+    floats/ints in range for every key (unused ones hold neutral values) and
+    plain bools. Anything else is left to adamcore._validate."""
+    if len(h) != len(_validate.FAMILY_HYPER) or h.get("kind") not in _KINDS:
+        return False
+    for key in _FAMILY_REALS:
+        if not _real_ok(h.get(key), 0.0, INFINITY):
+            return False
+    for key in _FAMILY_FLAGS:
+        if type(h.get(key)) is not bool:
+            return False
+    step = h.get("step")
+    return (_real_ok(h.get("dampening"), -INFINITY, INFINITY)
+            and _real_ok(h.get("beta1"), 0.0, 1.0) and _real_ok(h.get("beta2"), 0.0, 1.0)
+            and type(step) is int and 1 <= step <= 9007199254740992
+            and (not h["nesterov"] or (h["momentum"] > 0 and h["dampening"] == 0)))
+
+
 cdef void _to_family_hyper(dict h, adamcore_family_hyper *out) except *:
     out.kind = _KINDS[h["kind"]]
     out.lr = float(h["lr"])
@@ -459,10 +482,22 @@ cdef void _to_family_hyper(dict h, adamcore_family_hyper *out) except *:
     out.amsgrad = bool(h["amsgrad"])
 
 
-cdef bint _family_bucket_ok(tuple bucket, adamcore_family_tensor *table, uintptr_t *starts,
-                            uintptr_t *ends, Py_ssize_t *n_spans, int *typenum) noexcept:
-    """Check one family bucket's arrays and fill its rows of the tensor table
-    (the hyper dict is already checked, so required_slots can read it)."""
+cdef int _required_slots(const adamcore_family_hyper *h) noexcept:
+    """Bit k: state[k] is used (adamcore._validate.required_slots)."""
+    if h.kind == ADAMCORE_SGD:
+        return 1 if h.momentum != 0.0 else 0
+    if h.kind == ADAMCORE_RMSPROP:
+        return 1 | (2 if h.momentum != 0.0 else 0) | (4 if h.centered else 0)
+    if h.kind == ADAMCORE_ADAGRAD:
+        return 1
+    return 3 | (4 if h.amsgrad else 0)
+
+
+cdef bint _family_bucket_ok(tuple bucket, int slots, adamcore_family_tensor *table,
+                            uintptr_t *starts, uintptr_t *ends, Py_ssize_t *n_spans,
+                            int *typenum) noexcept:
+    """Check one family bucket's arrays (``slots``: the state slots its
+    hyperparameters use) and fill its rows of the tensor table."""
     cdef list params, grads
     cdef object states
     cdef cnp.ndarray p
@@ -474,10 +509,9 @@ cdef bint _family_bucket_ok(tuple bucket, adamcore_family_tensor *table, uintptr
     n = len(params)
     if len(grads) != n or len(<tuple>states) != 3:
         return False
-    need = _validate.required_slots(bucket[4])
     for j in range(3):
         slot = (<tuple>states)[j]
-        if (slot is not None) != bool(need[j]):
+        if (slot is not None) != bool((slots >> j) & 1):
             return False
         if slot is not None and (type(slot) is not list or len(<list>slot) != n):
             return False
@@ -528,7 +562,6 @@ def family_step_buckets(list buckets, n_threads=None):
         if type(bucket) is not tuple or len(<tuple>bucket) != 5 or type(bucket[0]) is not list:
             _validate.check_family_buckets(buckets, n_threads)
             raise TypeError("each family bucket must be a tuple of 5 items (see adamcore._validate)")
-        _validate.check_family_hyper(bucket[4])
         n_tensors += len(<list>bucket[0])
     nt = resolve_n_threads(n_threads)
     table = <adamcore_family_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_family_tensor))
@@ -539,8 +572,12 @@ def family_step_buckets(list buckets, n_threads=None):
         if table == NULL or keys == NULL or hypers == NULL or typenums == NULL:
             raise MemoryError()
         for b in range(len(buckets)):
-            if not _family_bucket_ok(buckets[b], table + row, keys, keys + 5 * n_tensors,
-                                     &n_spans, &typenums[b]):
+            hyper = buckets[b][4]
+            if type(hyper) is not dict or not _family_hyper_ok(hyper):
+                _validate.check_family_hyper(hyper)  # raises, or accepts what the fast check left out
+            _to_family_hyper(hyper, &hypers[b])
+            if not _family_bucket_ok(buckets[b], _required_slots(&hypers[b]), table + row, keys,
+                                     keys + 5 * n_tensors, &n_spans, &typenums[b]):
                 ok = False
                 break
             row += len(<list>buckets[b][0])
@@ -549,8 +586,6 @@ def family_step_buckets(list buckets, n_threads=None):
             _validate.check_family_buckets(buckets, n_threads)
             raise RuntimeError("adamcore internal error: the C checks refused a step that "
                                "adamcore._validate accepts")
-        for b in range(len(buckets)):
-            _to_family_hyper(buckets[b][4], &hypers[b])
         row = 0
         for b in range(len(buckets)):
             count = len(<list>buckets[b][0])

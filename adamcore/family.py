@@ -8,7 +8,9 @@ from adamcore import _alloc, _base, _impl, _validate
 
 class _Family(_base.Optimizer):
     """A family optimizer: ``STATE_KEYS`` are its kernel's state slots
-    (adamcore._validate.FAMILY_SLOTS), ``_FLAGS`` its bool options, and
+    (adamcore._validate.FAMILY_SLOTS), ``_FLAGS`` its bool options,
+    ``_state_keys`` the slots a group's options use (the kernel's
+    required_slots, read straight off the group: it runs every step), and
     ``_hyper`` turns a group into the kernel's hyperparameters."""
 
     @classmethod
@@ -17,10 +19,6 @@ class _Family(_base.Optimizer):
         _validate.check_weight_decay(group["weight_decay"])
         _base.check_flags(group, cls._FLAGS)
         cls._check_kind_options(group)
-
-    def _state_keys(self, group):
-        need = _validate.required_slots(self._hyper(group, 1, 1.0, ()))
-        return tuple(k for k, n in zip(self.STATE_KEYS, need) if n)
 
     @staticmethod
     def _init_state(key, p, group):
@@ -63,6 +61,9 @@ class SGD(_Family):
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
+    def _state_keys(self, group):
+        return self.STATE_KEYS if group["momentum"] != 0 else ()
+
     @staticmethod
     def _check_kind_options(group):
         _validate.check_sgd_options(group["momentum"], group["dampening"], group["nesterov"])
@@ -103,6 +104,10 @@ class RMSprop(_Family):
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
+    def _state_keys(self, group):
+        return (("square_avg",) + (("momentum_buffer",) if group["momentum"] != 0 else ())
+                + (("grad_avg",) if group["centered"] else ()))
+
     @staticmethod
     def _check_kind_options(group):
         _validate.check_alpha(group["alpha"])
@@ -142,6 +147,9 @@ class Adagrad(_Family):
                         maximize=maximize)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
+
+    def _state_keys(self, group):
+        return self.STATE_KEYS
 
     @staticmethod
     def _check_kind_options(group):
@@ -195,6 +203,9 @@ class AdaBelief(_Family):
                         maximize=maximize)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
+
+    def _state_keys(self, group):
+        return self.STATE_KEYS if group["amsgrad"] else self.STATE_KEYS[:2]
 
     @staticmethod
     def _check_kind_options(group):
