@@ -8,7 +8,7 @@ the same kind of NumPy arrays (installed with ``pip install torch==2.13.0``).
 import numpy as np
 
 import adamcore
-from adamcore import functional, textbook
+from adamcore import _alloc, _impl, functional, textbook
 from adamcore.flat import FlatParams
 
 try:
@@ -26,6 +26,8 @@ IMPLS = {
     "torch-single": "torch.optim.Adam(foreach=False)",
     "torch-foreach": "torch.optim.Adam(foreach=True)",
     "torch-fused": "torch.optim.Adam(fused=True)",
+    "probe": "not an optimizer: Adam's memory traffic with one add per element "
+             "(csrc/stream_probe.c), the fastest any step can be at this size",
 }
 SINGLE_THREADED = ("textbook", "numpy")
 #: Timed with many tensors only: over one tensor it is c-adam.
@@ -33,6 +35,8 @@ MANY_TENSORS_ONLY = ("c-flat",)
 
 
 def available(impl):
+    if impl == "probe":
+        return _impl.kernel() is not None
     return not impl.startswith("torch") or torch is not None
 
 
@@ -106,6 +110,23 @@ class Case:
             for p, g, m, v in zip(params, grads, ms, vs):
                 functional.adam_step(p, g, m, v, step=self._t, lr=1e-3, beta1=0.9,
                                      beta2=0.999, eps=1e-8, n_threads=threads, impl="c")
+        return step
+
+    def _prepare_probe(self, params, grads):
+        # The step's bytes as float32 (a float64 array is twice as many), and
+        # state at the param's offset mod 64, as adamcore allocates it.
+        kernel, threads = _impl.kernel(), self.threads
+        runs = []
+        for p, g in zip(params, grads):
+            p, g = p.view(np.float32), g.view(np.float32)
+            runs.append((p, g, _alloc.zeros_like_aligned(p), _alloc.zeros_like_aligned(p)))
+        if len(runs) == 1:
+            p, g, m, v = runs[0]
+            return lambda: kernel.stream_probe(p, g, m, v, threads)
+
+        def step():
+            for p, g, m, v in runs:
+                kernel.stream_probe(p, g, m, v, threads)
         return step
 
     def _torch_step(self, params, grads, **mode):

@@ -60,6 +60,9 @@ def evaluate(rows, roofline, all_threads, memory=None):
         frac, 0.95)
     add("2^14..2^20: speedup over torch fused (float32, 1 and all threads)",
         _ratios(rows, "float32", CACHE, both, "torch-fused", "c-adam"), 2.2)
+    # What this machine allows: no step moving Adam's bytes beats the probe.
+    add("2^14..2^20: ceiling, torch fused vs the stream probe at that size (float32)",
+        _ratios(rows, "float32", CACHE, both, "torch-fused", "probe"), 2.2)
     add("<= 2^12 through Adam.step: speedup over torch fused (float32)",
         _ratios(rows, "float32", SMALL, both, "torch-fused", "c-adam"), 15.0)
     f = _ns(rows, impl="c-functional", dtype="float32", n=16, threads=1, n_tensors=1)
