@@ -85,7 +85,8 @@ class Optimizer:
       one list per STATE_KEYS entry (None where unused), ``step`` the count
       after this step, ``scale`` the clipping factor and ``new_keys`` the
       state created for these params by this step;
-    - ``_run(buckets)``: run a step's buckets.
+    - ``_stepper(impl)``: the function running its buckets with ``impl``
+      (adamcore._impl), called as ``f(buckets, n_threads, scratch)``.
     """
 
     STATE_KEYS = ()
@@ -105,7 +106,8 @@ class Optimizer:
         self.last_grad_norm = None   # global 2-norm of the last step's grads, when clipping
         self.defaults = defaults
         self.n_threads = n_threads
-        self.impl = _impl.resolve(impl)
+        self._impl_name = _impl.resolve(impl)
+        self._run = self._stepper(self._impl_name)
         self.param_groups = []
         self._params = []
         self._arrays = []                    # per param: its state arrays, or None
@@ -122,6 +124,11 @@ class Optimizer:
             groups = [{"params": groups}]
         for group in groups:
             self.add_param_group(group)
+
+    @property
+    def impl(self):
+        """"c" or "numpy": the implementation chosen at construction."""
+        return self._impl_name
 
     @staticmethod
     def _normalize(group):
@@ -223,7 +230,7 @@ class Optimizer:
                 gs = grads if whole else grads[lo:hi]
                 buckets.append(self._bucket(group, lists, gs, step + 1, scale, ()))
         try:
-            self._run(buckets)
+            self._run(buckets, self.n_threads, self._scratch)
         except TypeError:
             if any(g is None for g in grads):  # refused before any change: go general
                 return False
@@ -272,7 +279,7 @@ class Optimizer:
             for (_, step, new_keys), (ps, gs, states, idx) in by_key.items():
                 buckets.append(self._bucket(group, (ps, tuple(states), idx), gs, step + 1, scale,
                                             new_keys))
-        self._run(buckets)
+        self._run(buckets, self.n_threads, self._scratch)
         for i, st in fresh.items():
             arrays[i] = st
         steps[stepped] += 1

@@ -64,18 +64,13 @@ def resolve(impl):
     return impl
 
 
-def step_buckets(impl, buckets, n_threads, scratch=None):
-    """Run one validated-then-applied step (see adamcore._validate) with ``impl``
-    ("c" or "numpy"); ``scratch`` is the NumPy path's reusable buffers."""
-    if impl == "c":
-        _kernel.adam_step_buckets(buckets, n_threads)
-    else:
-        reference.adam_step_buckets(buckets, n_threads, scratch)
+def adam_stepper(impl):
+    """The function running Adam buckets (see adamcore._validate) with
+    ``impl`` ("c" or "numpy"): ``f(buckets, n_threads, scratch)`` for both,
+    ``scratch`` being the NumPy path's reusable buffers (ignored by C)."""
+    return _kernel.adam_step_buckets if impl == "c" else reference.adam_step_buckets
 
 
-def family_step_buckets(impl, buckets, n_threads, scratch=None):
-    """The optimizer family's ``step_buckets`` (family buckets: adamcore._validate)."""
-    if impl == "c":
-        _kernel.family_step_buckets(buckets, n_threads)
-    else:
-        reference.family_step_buckets(buckets, n_threads, scratch)
+def family_stepper(impl):
+    """``adam_stepper`` for the optimizer family's buckets."""
+    return _kernel.family_step_buckets if impl == "c" else reference.family_step_buckets

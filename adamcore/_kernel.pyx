@@ -323,8 +323,10 @@ cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, uintptr_t *starts,
 
 # ---- the step ------------------------------------------------------------
 
-def adam_step_buckets(list buckets, n_threads=None):
-    """Validate the whole step, then run each bucket as one GIL-free C call."""
+def adam_step_buckets(list buckets, n_threads=None, scratch=None):
+    """Validate the whole step, then run each bucket as one GIL-free C call.
+    ``scratch`` is ignored: it is the NumPy reference's, whose signature this
+    shares."""
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
     cdef adamcore_tensor *table = NULL
@@ -548,9 +550,10 @@ cdef bint _family_bucket_ok(tuple bucket, int slots, adamcore_family_tensor *tab
     return True
 
 
-def family_step_buckets(list buckets, n_threads=None):
+def family_step_buckets(list buckets, n_threads=None, scratch=None):
     """The optimizer family's step (see adamcore._validate): validate every
-    bucket, then run each as one GIL-free C call (csrc/family_step.c)."""
+    bucket, then run each as one GIL-free C call (csrc/family_step.c).
+    ``scratch`` is ignored, as in adam_step_buckets."""
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
     cdef adamcore_family_tensor *table = NULL

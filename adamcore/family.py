@@ -29,8 +29,9 @@ class _Family(_base.Optimizer):
         states += (None,) * (3 - len(states))  # the kernel's 3 slots
         return (ps, grads, states, idx, self._hyper(group, step, scale, new_keys))
 
-    def _run(self, buckets):
-        _impl.family_step_buckets(self.impl, buckets, self.n_threads, self._scratch)
+    @staticmethod
+    def _stepper(impl):
+        return _impl.family_stepper(impl)
 
 
 class SGD(_Family):

@@ -57,8 +57,10 @@ class Adam(_base.Optimizer):
         _validate.check_eps_mode(group["eps_mode"])
         _base.check_flags(group, ("amsgrad", "maximize", "decoupled_weight_decay"))
 
+    _PLAIN_KEYS = STATE_KEYS[:2]
+
     def _state_keys(self, group):
-        return self.STATE_KEYS if group["amsgrad"] else self.STATE_KEYS[:2]
+        return self.STATE_KEYS if group["amsgrad"] else self._PLAIN_KEYS
 
     @staticmethod
     def _init_state(key, p, group):
@@ -73,8 +75,9 @@ class Adam(_base.Optimizer):
                  bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
                  group["eps_mode"], scale))
 
-    def _run(self, buckets):
-        _impl.step_buckets(self.impl, buckets, self.n_threads, self._scratch)
+    @staticmethod
+    def _stepper(impl):
+        return _impl.adam_stepper(impl)
 
 
 class AdamW(Adam):

@@ -373,7 +373,7 @@ def test_bad_bucket_changes_nothing(case, impl):
             if bk[part] is not None for k, a in enumerate(bk[part]) if isinstance(a, np.ndarray)}
     snap = snapshot(arrs)
     with pytest.raises(exc, match=pattern):
-        _impl.step_buckets(impl, buckets, 2)
+        _impl.adam_stepper(impl)(buckets, 2)
     assert_unchanged(arrs, snap)
 
 

@@ -186,12 +186,14 @@ def test_stepping_flat_is_bitwise_stepping_the_separate_arrays(rng, dtype, impl,
 @pytest.mark.parametrize("impl", IMPL_PARAMS)
 def test_a_flat_step_hands_the_implementation_one_array(monkeypatch, impl):
     calls = []
-    real = _impl.step_buckets
+    real = _impl.adam_stepper
 
-    def counting(impl_, buckets, *args):
-        calls.append([len(bucket[0]) for bucket in buckets])
-        real(impl_, buckets, *args)
-    monkeypatch.setattr(_impl, "step_buckets", counting)
+    def counting_stepper(impl_):
+        def run(buckets, *args):
+            calls.append([len(bucket[0]) for bucket in buckets])
+            real(impl_)(buckets, *args)
+        return run
+    monkeypatch.setattr(_impl, "adam_stepper", counting_stepper)
     fp = FlatParams({f"layer{k}": (8, 8) for k in range(50)})
     opt = adamcore.Adam([fp.flat], impl=impl)
     for _ in range(3):

@@ -355,7 +355,7 @@ def test_multi_tensor_bucket(dtype, opts, n_threads, simd):
         bucket = copy_bucket(initial)
         with simd_level(simd):
             for k in range(STEPS):
-                _impl.step_buckets(impl, [with_step(bucket, k + 1, grads[k])], n_threads)
+                _impl.adam_stepper(impl)([with_step(bucket, k + 1, grads[k])], n_threads)
         results[impl] = bucket_arrays(bucket)
     for name, expected in results["numpy"].items():
         assert_bitwise_equal(results["c"][name], expected, name)
@@ -376,7 +376,7 @@ def test_several_buckets_in_one_call(n_threads):
     for impl in ("numpy", "c"):
         buckets = [copy_bucket(b) for b in initial]
         for k in range(STEPS):
-            _impl.step_buckets(impl, [with_step(b, b[6][5] + k, grads[k][j])
+            _impl.adam_stepper(impl)([with_step(b, b[6][5] + k, grads[k][j])
                                       for j, b in enumerate(buckets)], n_threads)
         results[impl] = [bucket_arrays(b) for b in buckets]
     for j, expected in enumerate(results["numpy"]):

@@ -130,7 +130,7 @@ def test_bucket_c_equals_numpy(case):
         bucket = ([t[0] for t in ts], [t[1] for t in ts], [t[2] for t in ts], [t[3] for t in ts],
                   [t[4] for t in ts] if amsgrad else None, list(range(len(ts))), hyper)
         with np.errstate(all="ignore"):
-            _impl.step_buckets(impl, [bucket], n_threads)
+            _impl.adam_stepper(impl)([bucket], n_threads)
         out[impl] = ts
     for k, (tc, tn) in enumerate(zip(out["c"], out["numpy"])):
         for j, (a, b) in enumerate(zip(tc, tn)):
