@@ -1,0 +1,109 @@
+"""The scripts in examples/ run and print what they claim.
+
+Each runs as a subprocess (``--fast --no-plot``, as a user would), and its
+printed numbers are parsed and checked against what the math says, never a
+timing. The plot test runs each example on a temporary copy of examples/ so
+the committed PNGs are never overwritten.
+"""
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NUMBER = r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?"
+NEEDS_SKLEARN = ("04_softmax_digits.py", "05_mlp_digits.py")
+MLP_OPTIMIZERS = ("Adam", "AdamW", "AMSGrad", "RMSprop", "Adagrad", "SGD+momentum",
+                  "AdaBelief", "Adam (textbook NumPy)")
+
+
+def run_example(script, *args, directory=EXAMPLES):
+    result = subprocess.run([sys.executable, str(directory / script), *args],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def row(output, label):
+    """The numbers on the line made of ``label`` (after blanks) and numbers."""
+    match = re.search(rf"^\s*{re.escape(label)}((?:\s+{NUMBER})+)\s*$", output, re.MULTILINE)
+    assert match, f"no line for {label!r} in:\n{output}"
+    return [float(x) for x in re.findall(NUMBER, match.group(1))]
+
+
+def test_cubic():
+    out = run_example("01_cubic.py", "--fast", "--no-plot")
+    # From x = 0 the gradient is exactly 0 and Adam's update is 0 / (0 + eps).
+    assert row(out, "0")[:2] == [0.0, 2.0]
+    x, fx, distance = row(out, "2")
+    assert distance < 0.05 and abs(x - 4 / 3) < 0.05
+    assert abs(fx - 22 / 27) < 0.01
+    assert "plot written" not in out
+
+
+def test_linear_regression():
+    out = run_example("02_linear_regression.py", "--fast", "--no-plot")
+    w, b, loss = (float(v) for v in re.search(
+        rf"w = ({NUMBER}), b = ({NUMBER}), final loss = ({NUMBER})", out).groups())
+    # Noise sd 0.1 on 100 points: least squares is within ~0.02 of the truth;
+    # 0.1 leaves room for Adam's last oscillations after 100 iterations.
+    assert abs(w - 2) < 0.1 and abs(b - 1) < 0.1
+    # The loss cannot go below the noise variance (0.01) by much, nor should stay far above.
+    assert 0.005 < loss < 0.02
+
+
+def test_valley():
+    out = run_example("03_valley.py", "--fast", "--no-plot")
+    x, y, f = row(out, "Adam, lr 0.1")
+    # Adam normalizes each coordinate, so from (1.5, 1.5) it stays on the diagonal.
+    assert x == y
+    assert f < 1e-2
+    for label in ("gradient descent, lr 0.09", "momentum 0.9, lr 0.01"):
+        assert row(out, label)[-1] < 1e-2
+
+
+def test_softmax_digits():
+    pytest.importorskip("sklearn", reason="example 4 uses scikit-learn's bundled digits")
+    out = run_example("04_softmax_digits.py", "--fast", "--no-plot")
+    for label in ("Adam, lr 0.01", "SGD, lr 0.3"):
+        train_loss, accuracy = row(out, label)[-2:]
+        assert accuracy > 0.9 and train_loss < 0.5
+
+
+def test_mlp_digits():
+    pytest.importorskip("sklearn", reason="example 5 uses scikit-learn's bundled digits")
+    out = run_example("05_mlp_digits.py", "--fast", "--no-plot")
+    for label in MLP_OPTIMIZERS:
+        _, accuracy = row(out, label)
+        assert accuracy > 0.5  # chance is 0.1
+    # The textbook run is the same algorithm, so it learns the same.
+    assert row(out, "Adam (textbook NumPy)")[:2] == pytest.approx(row(out, "Adam")[:2], abs=0.01)
+    assert re.search(rf"optimizer steps per epoch: adamcore.Adam {NUMBER} ms, "
+                     rf"textbook NumPy Adam {NUMBER} ms: adamcore {NUMBER}x faster", out)
+
+
+@pytest.mark.parametrize("script, png", [
+    ("01_cubic.py", "cubic.png"),
+    ("02_linear_regression.py", "linear_regression.png"),
+    ("03_valley.py", "valley.png"),
+    ("04_softmax_digits.py", "softmax_digits.png"),
+    ("05_mlp_digits.py", "mlp_digits.png"),
+])
+def test_plot_is_written_next_to_the_script(tmp_path, script, png):
+    if script in NEEDS_SKLEARN:
+        pytest.importorskip("sklearn", reason="examples 4 and 5 use scikit-learn's digits")
+    copy = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
+    out = run_example(script, "--fast", directory=copy)
+    if importlib.util.find_spec("matplotlib") is None:
+        # Without matplotlib the example still runs, and says the plot was skipped.
+        assert "plot skipped: matplotlib is not installed" in out
+        assert not (copy / png).exists()
+    else:
+        assert f"plot written to {copy / png}" in out
+        assert (copy / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
