@@ -1,4 +1,5 @@
-/* C-only test of the Adam kernel: no Python, runs under sanitizers and valgrind.
+/* C-only test of the Adam kernel and the optimizer family's kernel (SGD,
+ * RMSprop, Adagrad, AdaBelief): no Python, runs under sanitizers and valgrind.
  *
  * Each case steps random data with the kernel at every SIMD level and several
  * thread counts, and compares bitwise with a plain scalar loop written here
@@ -160,6 +161,372 @@ static void test_invalid(void)
     CHECK(adamcore_simd_set(ADAMCORE_SIMD_COUNT) == ADAMCORE_EUNSUPPORTED, "bad level");
 }
 
+/* ---- the optimizer family ---------------------------------------------------
+ * The scalar loop below is written from the per-element formulas of
+ * family_body.h's comment, in the order given there; the per-step scalars are
+ * computed in double, then cast once to T. */
+#define DEFINE_SCALAR_FAMILY(T, SUF, SQRT)                                              \
+    static void scalar_family_##SUF(T *p, const T *g, T *s0, T *s1, T *s2, int64_t n,   \
+                                    const adamcore_family_hyper *h)                     \
+    {                                                                                   \
+        const int kind = h->kind;                                                       \
+        const double bc1 = 1.0 - pow(h->beta1, (double)h->step);                        \
+        const double bc2 = 1.0 - pow(h->beta2, (double)h->step);                        \
+        const T gscale = (T)(h->maximize ? -h->grad_scale : h->grad_scale);             \
+        const T lr = (T)(kind == ADAMCORE_ADAGRAD                                       \
+                             ? h->lr / (1.0 + (double)(h->step - 1) * h->lr_decay)      \
+                             : h->lr);                                                  \
+        const T wd = (T)h->weight_decay, mom = (T)h->momentum;                          \
+        const T omd = (T)(1.0 - h->dampening);                                          \
+        const T alpha = (T)h->alpha, oma = (T)(1.0 - h->alpha), eps = (T)h->eps;        \
+        const T b1 = (T)h->beta1, omb1 = (T)(1.0 - h->beta1);                           \
+        const T b2 = (T)h->beta2, omb2 = (T)(1.0 - h->beta2);                           \
+        const T dscale = (T)(1.0 / sqrt(bc2)), step_size = (T)(h->lr / bc1);            \
+        const T decay = (T)(1.0 - h->lr * h->weight_decay);                             \
+        const int decoupled = kind == ADAMCORE_ADABELIEF && h->decoupled;               \
+        for (int64_t i = 0; i < n; i++) {                                               \
+            T gi = g[i] * gscale;                                                       \
+            T pi = p[i];                                                                \
+            if (h->weight_decay != 0.0 && !decoupled) gi = gi + wd * pi;                \
+            if (kind == ADAMCORE_SGD) {                                                 \
+                if (h->momentum != 0.0) {                                               \
+                    const T b = h->first ? gi : mom * s0[i] + omd * gi;                 \
+                    s0[i] = b;                                                          \
+                    gi = h->nesterov ? gi + mom * b : b;                                \
+                }                                                                       \
+                p[i] = pi - lr * gi;                                                    \
+            } else if (kind == ADAMCORE_RMSPROP) {                                      \
+                const T sq = alpha * s0[i] + oma * (gi * gi);                           \
+                s0[i] = sq;                                                             \
+                T avg;                                                                  \
+                if (h->centered) {                                                      \
+                    const T ga = s2[i] + oma * (gi - s2[i]);                            \
+                    s2[i] = ga;                                                         \
+                    avg = SQRT(sq - ga * ga) + eps;                                     \
+                } else {                                                                \
+                    avg = SQRT(sq) + eps;                                               \
+                }                                                                       \
+                if (h->momentum != 0.0) {                                               \
+                    const T b = mom * s1[i] + gi / avg;                                 \
+                    s1[i] = b;                                                          \
+                    p[i] = pi - lr * b;                                                 \
+                } else {                                                                \
+                    p[i] = pi - lr * (gi / avg);                                        \
+                }                                                                       \
+            } else if (kind == ADAMCORE_ADAGRAD) {                                      \
+                const T sum = s0[i] + gi * gi;                                          \
+                s0[i] = sum;                                                            \
+                p[i] = pi - lr * (gi / (SQRT(sum) + eps));                              \
+            } else {                                                                    \
+                if (decoupled && h->weight_decay != 0.0) pi = pi * decay;               \
+                const T m = b1 * s0[i] + omb1 * gi;                                     \
+                const T r = gi - m;                                                     \
+                T v = (b2 * s1[i] + omb2 * (r * r)) + eps;                              \
+                s0[i] = m;                                                              \
+                s1[i] = v;                                                              \
+                if (h->amsgrad) {                                                       \
+                    v = (s2[i] > v || s2[i] != s2[i]) ? s2[i] : v;                      \
+                    s2[i] = v;                                                          \
+                }                                                                       \
+                p[i] = pi - step_size * (m / (SQRT(v) * dscale + eps));                 \
+            }                                                                           \
+        }                                                                               \
+    }
+
+DEFINE_SCALAR_FAMILY(float, f32, sqrtf)
+DEFINE_SCALAR_FAMILY(double, f64, sqrt)
+
+static const char *kind_name(int kind)
+{
+    static const char *names[] = {"sgd", "rmsprop", "adagrad", "adabelief"};
+    return kind >= 0 && kind < 4 ? names[kind] : "?";
+}
+
+/* Which state slots a hyper uses (bit k: state[k]), written from adamcore.h. */
+static int family_slots(const adamcore_family_hyper *h)
+{
+    switch (h->kind) {
+    case ADAMCORE_SGD: return h->momentum != 0.0 ? 1 : 0;
+    case ADAMCORE_RMSPROP: return 1 | (h->momentum != 0.0 ? 2 : 0) | (h->centered ? 4 : 0);
+    case ADAMCORE_ADAGRAD: return 1;
+    default: return 3 | (h->amsgrad ? 4 : 0);
+    }
+}
+
+/* Step one buffer set (p, g, state[0..2]) of n elements, `offset` elements into
+ * each allocation, `steps` times with the kernel and with the scalar loop, as
+ * two tensors; `first` (SGD) holds on step 1 only when base->first is set. */
+static void run_family_case(int is_f64, int64_t n, int offset, const adamcore_family_hyper *base,
+                            int level, int n_threads, int steps)
+{
+    const size_t es = is_f64 ? 8 : 4;
+    const size_t len = (size_t)(n + offset + 1);
+    const int slots = family_slots(base);
+    char *k[N_ARRAYS], *r[N_ARRAYS];
+    for (int a = 0; a < N_ARRAYS; a++) {
+        k[a] = malloc(len * es);
+        r[a] = malloc(len * es);
+        for (size_t i = 0; i < len; i++) {
+            double x = rnd();
+            if (a >= 2) { /* state: positive where it is a mean of squares */
+                const int positive = (base->kind == ADAMCORE_RMSPROP && a == 2) ||
+                                     base->kind == ADAMCORE_ADAGRAD ||
+                                     (base->kind == ADAMCORE_ADABELIEF && a >= 3);
+                x = positive ? 0.01 * fabs(x) + 1e-6 : 0.1 * x;
+            }
+            if (is_f64) ((double *)k[a])[i] = x; else ((float *)k[a])[i] = (float)x;
+        }
+        if (base->kind == ADAMCORE_RMSPROP && a == 4) /* |grad_avg| < sqrt(square_avg) */
+            for (size_t i = 0; i < len; i++) {
+                if (is_f64) {
+                    double *ga = (double *)k[4], *sq = (double *)k[2];
+                    ga[i] = 0.5 * rnd() * sqrt(sq[i]);
+                } else {
+                    float *ga = (float *)k[4], *sq = (float *)k[2];
+                    ga[i] = (float)(0.5 * rnd()) * sqrtf(sq[i]);
+                }
+            }
+        memcpy(r[a], k[a], len * es);
+    }
+    char *kp[N_ARRAYS], *rp[N_ARRAYS];
+    for (int a = 0; a < N_ARRAYS; a++) {
+        kp[a] = k[a] + (size_t)offset * es;
+        rp[a] = r[a] + (size_t)offset * es;
+    }
+    const int64_t n0 = n / 3;
+    adamcore_family_tensor t[2];
+    for (int j = 0; j < 2; j++) {
+        const size_t at = j ? (size_t)n0 * es : 0;
+        t[j].param = kp[0] + at;
+        t[j].grad = kp[1] + at;
+        for (int s = 0; s < 3; s++) t[j].state[s] = (slots >> s) & 1 ? kp[2 + s] + at : NULL;
+        t[j].n = j ? n - n0 : n0;
+    }
+    CHECK(adamcore_simd_set(level) == ADAMCORE_OK, "set level %d", level);
+    for (int s = 1; s <= steps; s++) {
+        adamcore_family_hyper h = *base;
+        h.step = s;
+        h.first = base->first && s == 1;
+        const int st = is_f64 ? adamcore_family_step_f64(t, 2, &h, n_threads)
+                              : adamcore_family_step_f32(t, 2, &h, n_threads);
+        CHECK(st == ADAMCORE_OK, "status %d", st);
+        if (is_f64)
+            scalar_family_f64((double *)rp[0], (double *)rp[1], (double *)rp[2], (double *)rp[3],
+                              (double *)rp[4], n, &h);
+        else
+            scalar_family_f32((float *)rp[0], (float *)rp[1], (float *)rp[2], (float *)rp[3],
+                              (float *)rp[4], n, &h);
+    }
+    for (int a = 0; a < N_ARRAYS; a++)
+        CHECK(memcmp(k[a], r[a], len * es) == 0,
+              "family %s %s n=%lld offset=%d level=%s threads=%d array=%d momentum=%g "
+              "dampening=%g nesterov=%d first=%d centered=%d lr_decay=%g amsgrad=%d wd=%g "
+              "decoupled=%d maximize=%d grad_scale=%g",
+              kind_name(base->kind), is_f64 ? "f64" : "f32", (long long)n, offset,
+              adamcore_simd_name(level), n_threads, a, base->momentum, base->dampening,
+              base->nesterov, base->first, base->centered, base->lr_decay, base->amsgrad,
+              base->weight_decay, base->decoupled, base->maximize, base->grad_scale);
+    for (int a = 0; a < N_ARRAYS; a++) {
+        free(k[a]);
+        free(r[a]);
+    }
+}
+
+static adamcore_family_hyper family_base(int kind)
+{
+    adamcore_family_hyper h;
+    memset(&h, 0, sizeof h);
+    h.kind = kind;
+    h.grad_scale = 1.0;
+    h.step = 1;
+    switch (kind) {
+    case ADAMCORE_SGD: h.lr = 1e-2; break;
+    case ADAMCORE_RMSPROP: h.lr = 1e-3; h.alpha = 0.9; h.eps = 1e-8; break;
+    case ADAMCORE_ADAGRAD: h.lr = 5e-2; h.eps = 1e-10; break;
+    default: h.lr = 1e-3; h.beta1 = 0.9; h.beta2 = 0.999; h.eps = 1e-16; break;
+    }
+    return h;
+}
+
+/* Every flag combination of every kind: returns how many, filling out[]. */
+static int family_variants(adamcore_family_hyper *out)
+{
+    int count = 0;
+    for (int v = 0; v < 4 * 7; v++) { /* SGD: 7 momentum forms x wd x maximize */
+        adamcore_family_hyper h = family_base(ADAMCORE_SGD);
+        const int form = v % 7;
+        h.weight_decay = (v / 7) & 1 ? 0.1 : 0.0;
+        h.maximize = (v / 14) & 1;
+        if (form > 0) {
+            h.momentum = 0.9;
+            h.first = form % 2 == 0;                   /* forms 2, 4, 6 */
+            if (form >= 3 && form <= 4) h.dampening = 0.3;
+            if (form >= 5) h.nesterov = 1;
+        }
+        out[count++] = h;
+    }
+    for (int v = 0; v < 16; v++) {
+        adamcore_family_hyper h = family_base(ADAMCORE_RMSPROP);
+        h.momentum = v & 1 ? 0.9 : 0.0;
+        h.centered = (v >> 1) & 1;
+        h.weight_decay = (v >> 2) & 1 ? 0.1 : 0.0;
+        h.maximize = (v >> 3) & 1;
+        out[count++] = h;
+    }
+    for (int v = 0; v < 8; v++) {
+        adamcore_family_hyper h = family_base(ADAMCORE_ADAGRAD);
+        h.lr_decay = v & 1 ? 0.01 : 0.0;
+        h.weight_decay = (v >> 1) & 1 ? 0.1 : 0.0;
+        h.maximize = (v >> 2) & 1;
+        out[count++] = h;
+    }
+    for (int v = 0; v < 12; v++) {
+        adamcore_family_hyper h = family_base(ADAMCORE_ADABELIEF);
+        const int wd = v % 3; /* 0 none, 1 L2, 2 decoupled */
+        h.weight_decay = wd ? 0.1 : 0.0;
+        h.decoupled = wd == 2;
+        h.amsgrad = (v / 3) & 1;
+        h.maximize = (v / 6) & 1;
+        out[count++] = h;
+    }
+    for (int i = 0; i < count; i++)
+        if (i % 3 == 1) out[i].grad_scale = 0.37;
+    return count;
+}
+
+static void test_family_invalid(void)
+{
+    float x[4] = {0, 0, 0, 0}, y[4] = {1, 1, 1, 1}, s[3][4] = {{0}};
+    adamcore_family_tensor t = {x, y, {s[0], s[1], s[2]}, 4};
+    adamcore_family_hyper h;
+#define FAMILY_EINVAL(kind, state0, state1, state2, field, value)                          \
+    do {                                                                                    \
+        h = family_base(kind);                                                              \
+        h.field = value;                                                                    \
+        t.state[0] = state0; t.state[1] = state1; t.state[2] = state2;                      \
+        CHECK(adamcore_family_step_f32(&t, 1, &h, 1) == ADAMCORE_EINVAL,                    \
+              "%s " #field "=" #value " slots %d%d%d", kind_name(kind), state0 != NULL,     \
+              state1 != NULL, state2 != NULL);                                              \
+    } while (0)
+    for (int kind = 0; kind < 4; kind++) {
+        /* A valid slot set for the kind's defaults, to vary one field at a time. */
+        float *a = kind == ADAMCORE_SGD ? NULL : s[0];
+        float *b = kind == ADAMCORE_ADABELIEF ? s[1] : NULL;
+        FAMILY_EINVAL(kind, a, b, NULL, lr, -1.0);
+        FAMILY_EINVAL(kind, a, b, NULL, lr, NAN);
+        FAMILY_EINVAL(kind, a, b, NULL, lr, INFINITY);
+        FAMILY_EINVAL(kind, a, b, NULL, weight_decay, -0.1);
+        FAMILY_EINVAL(kind, a, b, NULL, weight_decay, NAN);
+        FAMILY_EINVAL(kind, a, b, NULL, weight_decay, INFINITY);
+        FAMILY_EINVAL(kind, a, b, NULL, grad_scale, -0.5);
+        FAMILY_EINVAL(kind, a, b, NULL, kind, 4);
+        FAMILY_EINVAL(kind, a, b, NULL, kind, -1);
+        if (kind != ADAMCORE_SGD) {
+            FAMILY_EINVAL(kind, a, b, NULL, eps, -1e-8);
+            FAMILY_EINVAL(kind, a, b, NULL, eps, NAN);
+            FAMILY_EINVAL(kind, a, b, NULL, eps, INFINITY);
+        }
+    }
+    /* SGD */
+    FAMILY_EINVAL(ADAMCORE_SGD, s[0], NULL, NULL, momentum, -0.9);
+    FAMILY_EINVAL(ADAMCORE_SGD, s[0], NULL, NULL, momentum, NAN);
+    FAMILY_EINVAL(ADAMCORE_SGD, s[0], NULL, NULL, momentum, INFINITY);
+    FAMILY_EINVAL(ADAMCORE_SGD, NULL, NULL, NULL, dampening, NAN);
+    FAMILY_EINVAL(ADAMCORE_SGD, NULL, NULL, NULL, dampening, INFINITY);
+    FAMILY_EINVAL(ADAMCORE_SGD, NULL, NULL, NULL, nesterov, 1);          /* momentum 0 */
+    h = family_base(ADAMCORE_SGD);
+    h.momentum = 0.9;
+    h.nesterov = 1;
+    h.dampening = 0.5;
+    t.state[0] = s[0]; t.state[1] = t.state[2] = NULL;
+    CHECK(adamcore_family_step_f32(&t, 1, &h, 1) == ADAMCORE_EINVAL, "nesterov with dampening");
+    FAMILY_EINVAL(ADAMCORE_SGD, NULL, NULL, NULL, momentum, 0.9);        /* no buffer */
+    FAMILY_EINVAL(ADAMCORE_SGD, s[0], NULL, NULL, momentum, 0.0);        /* unused buffer */
+    FAMILY_EINVAL(ADAMCORE_SGD, NULL, s[1], NULL, momentum, 0.0);        /* slot 1 unused */
+    FAMILY_EINVAL(ADAMCORE_SGD, s[0], NULL, s[2], momentum, 0.9);        /* slot 2 unused */
+    /* RMSprop */
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], NULL, NULL, alpha, -0.1);
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], NULL, NULL, alpha, NAN);
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], NULL, NULL, alpha, INFINITY);
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], s[1], NULL, momentum, -0.5);
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], s[1], NULL, momentum, NAN);
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, NULL, NULL, NULL, alpha, 0.99);      /* no square_avg */
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], NULL, NULL, momentum, 0.9);    /* no buffer */
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], s[1], NULL, momentum, 0.0);    /* unused buffer */
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], NULL, NULL, centered, 1);      /* no grad_avg */
+    FAMILY_EINVAL(ADAMCORE_RMSPROP, s[0], NULL, s[2], centered, 0);      /* unused grad_avg */
+    /* Adagrad */
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], NULL, NULL, lr_decay, -0.1);
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], NULL, NULL, lr_decay, NAN);
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], NULL, NULL, lr_decay, INFINITY);
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], NULL, NULL, step, 0);
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], NULL, NULL, step, -3);
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, NULL, NULL, NULL, lr_decay, 0.0);    /* no sum */
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], s[1], NULL, lr_decay, 0.0);    /* slot 1 unused */
+    FAMILY_EINVAL(ADAMCORE_ADAGRAD, s[0], NULL, s[2], lr_decay, 0.0);    /* slot 2 unused */
+    /* AdaBelief */
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, beta1, 1.0);
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, beta1, -0.1);
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, beta1, NAN);
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, beta2, 1.0);
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, beta2, NAN);
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, step, 0);
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], NULL, NULL, amsgrad, 0);     /* no exp_avg_var */
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, NULL, s[1], NULL, amsgrad, 0);     /* no exp_avg */
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], NULL, amsgrad, 1);     /* no max */
+    FAMILY_EINVAL(ADAMCORE_ADABELIEF, s[0], s[1], s[2], amsgrad, 0);     /* unused max */
+#undef FAMILY_EINVAL
+    /* The table itself. */
+    const adamcore_family_hyper ok = family_base(ADAMCORE_ADAGRAD);
+    t.state[0] = s[0]; t.state[1] = t.state[2] = NULL;
+    CHECK(adamcore_family_step_f32(&t, 1, &ok, 0) == ADAMCORE_EINVAL, "family n_threads=0");
+    CHECK(adamcore_family_step_f32(&t, 1, &ok, -1) == ADAMCORE_EINVAL, "family n_threads=-1");
+    CHECK(adamcore_family_step_f32(NULL, 1, &ok, 1) == ADAMCORE_EINVAL, "family NULL table");
+    CHECK(adamcore_family_step_f32(&t, 1, NULL, 1) == ADAMCORE_EINVAL, "family NULL hyper");
+    CHECK(adamcore_family_step_f64(&t, -1, &ok, 1) == ADAMCORE_EINVAL, "family n_tensors=-1");
+    adamcore_family_tensor bad = t;
+    bad.n = -1;
+    CHECK(adamcore_family_step_f32(&bad, 1, &ok, 1) == ADAMCORE_EINVAL, "family n=-1");
+    bad = t;
+    bad.param = NULL;
+    CHECK(adamcore_family_step_f32(&bad, 1, &ok, 1) == ADAMCORE_EINVAL, "family NULL param");
+    bad = t;
+    bad.grad = NULL;
+    CHECK(adamcore_family_step_f32(&bad, 1, &ok, 1) == ADAMCORE_EINVAL, "family NULL grad");
+    /* A refused table is refused whole: a good first tensor is not stepped either. */
+    adamcore_family_tensor two[2] = {t, t};
+    two[1].state[0] = NULL;
+    CHECK(adamcore_family_step_f32(two, 2, &ok, 1) == ADAMCORE_EINVAL, "family second bad");
+    for (int i = 0; i < 4; i++)
+        CHECK(x[i] == 0.0f && s[0][i] == 0.0f && s[1][i] == 0.0f && s[2][i] == 0.0f,
+              "a refused family call wrote element %d", i);
+    /* Empty work is fine: no table, or tensors of 0 elements (their slots unread). */
+    CHECK(adamcore_family_step_f64(NULL, 0, &ok, 1) == ADAMCORE_OK, "family empty table");
+    adamcore_family_tensor empty = {NULL, NULL, {NULL, NULL, NULL}, 0};
+    CHECK(adamcore_family_step_f32(&empty, 1, &ok, 1) == ADAMCORE_OK, "family 0 elements");
+    /* And a valid call does write. */
+    CHECK(adamcore_family_step_f32(&t, 1, &ok, 1) == ADAMCORE_OK, "family valid");
+    CHECK(x[0] != 0.0f && s[0][0] == 1.0f, "a valid family call did not step");
+}
+
+static int test_family(int top)
+{
+    adamcore_family_hyper variants[128];
+    const int nv = family_variants(variants);
+    int cases = 0;
+    for (int v = 0; v < nv; v++)
+        for (int is_f64 = 0; is_f64 < 2; is_f64++)
+            for (int level = 0; level <= top; level++) {
+                for (int64_t n = 0; n < 68; n++, cases++)
+                    run_family_case(is_f64, n, (int)((n + v) % 5), &variants[v], level,
+                                    1 + (int)(n % 3), 3);
+                for (int threads = 1; threads <= 3; threads++, cases++)
+                    run_family_case(is_f64, 3 * ADAMCORE_PARALLEL_MIN + 37, (v + threads) % 5,
+                                    &variants[v], level, threads, 2);
+            }
+    return cases;
+}
+
 int main(void)
 {
     const int top = adamcore_simd_supported();
@@ -186,6 +553,8 @@ int main(void)
                              threads, 2);
             }
     }
-    printf("%d cases, %d failures\n", cases, failures);
+    test_family_invalid();
+    const int family_cases = test_family(top);
+    printf("%d Adam cases, %d family cases, %d failures\n", cases, family_cases, failures);
     return failures != 0;
 }
