@@ -323,7 +323,7 @@ cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, uintptr_t *starts,
 
 # ---- the step ------------------------------------------------------------
 
-def adam_step_buckets(list buckets, n_threads=None, scratch=None):
+def adam_step_buckets(buckets, n_threads=None, scratch=None):
     """Validate the whole step, then run each bucket as one GIL-free C call.
     ``scratch`` is ignored: it is the NumPy reference's, whose signature this
     shares."""
@@ -334,6 +334,8 @@ def adam_step_buckets(list buckets, n_threads=None, scratch=None):
     cdef adamcore_adam_hyper *hypers = NULL
     cdef int *typenums = NULL
     cdef bint ok = True
+    if type(buckets) is not list:
+        _validate.check_buckets(buckets, n_threads)
     for bucket in buckets:
         if type(bucket) is not tuple or len(<tuple>bucket) != 7 or type(bucket[0]) is not list:
             _validate.check_buckets(buckets, n_threads)
@@ -550,7 +552,7 @@ cdef bint _family_bucket_ok(tuple bucket, int slots, adamcore_family_tensor *tab
     return True
 
 
-def family_step_buckets(list buckets, n_threads=None, scratch=None):
+def family_step_buckets(buckets, n_threads=None, scratch=None):
     """The optimizer family's step (see adamcore._validate): validate every
     bucket, then run each as one GIL-free C call (csrc/family_step.c).
     ``scratch`` is ignored, as in adam_step_buckets."""
@@ -561,6 +563,8 @@ def family_step_buckets(list buckets, n_threads=None, scratch=None):
     cdef adamcore_family_hyper *hypers = NULL
     cdef int *typenums = NULL
     cdef bint ok = True
+    if type(buckets) is not list:
+        _validate.check_family_buckets(buckets, n_threads)
     for bucket in buckets:
         if type(bucket) is not tuple or len(<tuple>bucket) != 5 or type(bucket[0]) is not list:
             _validate.check_family_buckets(buckets, n_threads)

@@ -166,9 +166,28 @@ def check_no_overlap(named_arrays):
             raise ValueError(f"{other} overlaps {name} in memory; every buffer must be distinct")
 
 
+def _check_lists(buckets, size, names):
+    """The bucket structure both implementations take: a list of tuples of
+    ``size`` items whose array containers (``names``: index -> name, None
+    allowed where the name ends with '?') are lists."""
+    if not isinstance(buckets, list):
+        raise TypeError(f"buckets must be a list, got {type(buckets).__name__}")
+    for bucket in buckets:
+        if not isinstance(bucket, tuple) or len(bucket) != size:
+            raise TypeError(f"each bucket must be a tuple of {size} items "
+                            "(see adamcore._validate)")
+        for i, name in names.items():
+            x = bucket[i]
+            if not (type(x) is list or (name.endswith("?") and x is None)):
+                raise TypeError(f"a bucket's {name.rstrip('?')} must be a list, "
+                                f"got {type(x).__name__}")
+
+
 def check_buckets(buckets, n_threads):
     """Validate a whole step (see the module docstring) before anything runs."""
     check_n_threads(n_threads)
+    _check_lists(buckets, 7, {0: "params", 1: "grads", 2: "exp_avgs", 3: "exp_avg_sqs",
+                              4: "max_exp_avg_sqs?"})
     named = []
     for params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper in buckets:
         check_hyper(hyper)
@@ -301,19 +320,15 @@ def check_family_hyper(hyper):
 def check_family_buckets(buckets, n_threads):
     """Validate a whole family step (see the module docstring) before anything runs."""
     check_n_threads(n_threads)
-    if not isinstance(buckets, list):
-        raise TypeError(f"buckets must be a list, got {type(buckets).__name__}")
+    _check_lists(buckets, 5, {0: "params", 1: "grads"})
     named = []
-    for bucket in buckets:
-        if not isinstance(bucket, tuple) or len(bucket) != 5:
-            raise TypeError("each family bucket must be a tuple "
-                            "(params, grads, states, indices, hyper)")
-        params, grads, states, indices, hyper = bucket
+    for params, grads, states, indices, hyper in buckets:
         check_family_hyper(hyper)
         if len(grads) != len(params):
             raise ValueError(f"expected {len(params)} grads (one per param), got {len(grads)}")
         slots = FAMILY_SLOTS[hyper["kind"]]
-        if not isinstance(states, tuple) or len(states) != 3:
+        if (not isinstance(states, tuple) or len(states) != 3
+                or any(x is not None and type(x) is not list for x in states)):
             raise TypeError("a family bucket's states must be a 3-tuple of lists or None")
         for k, need in enumerate(required_slots(hyper)):
             given = states[k] is not None
