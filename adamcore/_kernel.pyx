@@ -200,8 +200,9 @@ cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
 cdef bint _hyper_ok(tuple hyper) noexcept:
     if len(hyper) != 10:
         return False
-    lr, beta1, beta2, eps, weight_decay, step, _, _, eps_mode, grad_scale = hyper
-    return (_real_ok(lr, 0.0, INFINITY) and _real_ok(beta1, 0.0, 1.0)
+    lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale = hyper
+    return (type(decoupled) is bool and type(maximize) is bool
+            and _real_ok(lr, 0.0, INFINITY) and _real_ok(beta1, 0.0, 1.0)
             and _real_ok(beta2, 0.0, 1.0) and _real_ok(eps, 0.0, INFINITY)
             and _real_ok(weight_decay, 0.0, INFINITY) and _real_ok(grad_scale, 0.0, INFINITY)
             and type(step) is int and 1 <= step <= 9007199254740992
@@ -262,6 +263,8 @@ cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, uintptr_t *starts,
     if len(grads) != n or len(ms) != n or len(vs) != n:
         return False
     if vmaxs is not None and (type(vmaxs) is not list or len(<list>vmaxs) != n):
+        return False
+    if bucket[5] is not None and (type(bucket[5]) is not list or len(<list>bucket[5]) != n):
         return False
     typenum[0] = -1
     for k in range(n):

@@ -83,20 +83,33 @@ def check_n_threads(n_threads):
         raise ValueError("n_threads must be None, >= 1, or negative (-1: all CPUs), got 0")
 
 
+def check_flag(name, value):
+    # Strict, so every implementation reads the flag the same way: an array's
+    # or an odd object's truth value would be taken only where it is used.
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
 def check_grad_scale(grad_scale):
     # NaN passes: clipping by a NaN norm makes every grad NaN, as in torch.
-    if _real("grad_scale", grad_scale) < 0.0:
-        raise ValueError(f"grad_scale must be >= 0, got {grad_scale!r}")
+    # Infinity (or an int beyond double range) never comes from clipping.
+    value = _real("grad_scale", grad_scale)
+    if value < 0.0 or value == math.inf:
+        raise ValueError(f"grad_scale must be finite and >= 0 (or NaN), got {grad_scale!r}")
 
 
 def check_hyper(hyper):
-    (lr, beta1, beta2, eps, weight_decay, step, _decoupled, _maximize, eps_mode,
+    if type(hyper) is not tuple or len(hyper) != 10:
+        raise TypeError("hyper must be a tuple of 10 items (see adamcore._validate)")
+    (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
      grad_scale) = hyper
     check_lr(lr)
     check_betas(beta1, beta2)
     check_eps(eps)
     check_weight_decay(weight_decay)
     check_step(step)
+    check_flag("decoupled", decoupled)
+    check_flag("maximize", maximize)
     check_eps_mode(eps_mode)
     check_grad_scale(grad_scale)
 
@@ -157,14 +170,31 @@ def check_no_overlap(named_arrays):
             raise ValueError(f"{other} overlaps {name} in memory; every buffer must be distinct")
 
 
+def _check_lists(bucket):
+    """One list per kind of array, one entry per param; max_exp_avg_sqs and
+    indices may be None."""
+    n = len(bucket[0]) if type(bucket[0]) is list else 0
+    names = ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs", "indices")
+    for k, (name, items) in enumerate(zip(names, bucket)):
+        if k >= 4 and items is None:
+            continue
+        if type(items) is not list:
+            raise TypeError(f"{name} must be a list, got {type(items).__name__}")
+        if len(items) != n:
+            raise ValueError(f"expected {n} {name} (one per param), got {len(items)}")
+
+
 def check_buckets(buckets, n_threads):
     """Validate a whole step (see the module docstring) before anything runs."""
     check_n_threads(n_threads)
     named = []
-    for params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper in buckets:
+    for bucket in buckets:
+        # The order the binding checks in: layout, hyper, lists, tensors.
+        if type(bucket) is not tuple or len(bucket) != 7:
+            raise TypeError("each bucket must be a tuple of 7 items (see adamcore._validate)")
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper = bucket
         check_hyper(hyper)
-        if len(grads) != len(params):
-            raise ValueError(f"expected {len(params)} grads (one per param), got {len(grads)}")
+        _check_lists(bucket)
         dtype = None
         for k, param in enumerate(params):
             index = None if indices is None else indices[k]

@@ -38,8 +38,7 @@ def _check_group_options(group):
     _validate.check_weight_decay(group["weight_decay"])
     _validate.check_eps_mode(group["eps_mode"])
     for flag in _FLAGS:
-        if not isinstance(group[flag], (bool, np.bool_)):
-            raise TypeError(f"{flag} must be a bool, got {type(group[flag]).__name__}")
+        _validate.check_flag(flag, group[flag])
 
 
 def _check_param(param, index):
