@@ -123,10 +123,11 @@ def _span(a):
     return start, start + a.nbytes
 
 
-def check_tensor(index, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq):
-    """Check one tensor's arrays against its param; raise on the first problem."""
+def check_tensor(index, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, amsgrad):
+    """Check one tensor's arrays against its param; raise on the first problem.
+    With ``amsgrad``, max_exp_avg_sq must be an array too (None is refused)."""
     arrays = [("param", param), ("grad", grad), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)]
-    if max_exp_avg_sq is not None:
+    if amsgrad:
         arrays.append(("max_exp_avg_sq", max_exp_avg_sq))
     for name, a in arrays:
         if not isinstance(a, np.ndarray):
@@ -199,7 +200,8 @@ def check_buckets(buckets, n_threads):
         for k, param in enumerate(params):
             index = None if indices is None else indices[k]
             vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[k]
-            named += check_tensor(index, param, grads[k], exp_avgs[k], exp_avg_sqs[k], vmax)
+            named += check_tensor(index, param, grads[k], exp_avgs[k], exp_avg_sqs[k], vmax,
+                                  max_exp_avg_sqs is not None)
             if dtype is None:
                 dtype = param.dtype
             elif param.dtype != dtype:

@@ -109,11 +109,11 @@ class BadBool:
         raise ValueError("BadBool has no truth value")
 
 
-BAD_REALS = [float("nan"), float("inf"), float("-inf"), -1.0, -0.0, 1.0, 1.5, 1e308, 5e-324,
+ODD_REALS = [float("nan"), float("inf"), float("-inf"), -1.0, -0.0, 1.0, 1.5, 1e308, 5e-324,
              2 ** 64, -(2 ** 70), 10 ** 400, True, False, np.float32(0.5), np.float64("nan"),
              np.int64(3), np.bool_(True), np.float16(0.25), "0.1", None, 1 + 0j,
              fractions.Fraction(1, 3), decimal.Decimal("0.1"), np.array(0.5), np.array([0.5])]
-BAD_STEPS = [0, -1, 2 ** 53, 2 ** 53 + 1, 2 ** 63 - 1, 2 ** 63, 2 ** 64, np.int64(7),
+ODD_STEPS = [0, -1, 2 ** 53, 2 ** 53 + 1, 2 ** 63 - 1, 2 ** 63, 2 ** 64, np.int64(7),
              np.uint64(2 ** 63 + 5), 3.0, True, "1", None]
 FLAGS = [False, True, 0, 1, np.bool_(True), None, "no", np.array([1, 2]), BadBool()]
 EPS_MODES = ["torch", "keras", np.str_("keras"), "Torch", "", None, b"torch", ["torch"]]
@@ -122,17 +122,17 @@ BAD_DTYPES = [np.float16, np.int32, np.complex64, np.bool_, ">f4", ">f8", np.lon
 
 
 def real(d, lo, hi):
-    """A valid value in [lo, hi) mostly (sometimes exactly lo), else a bad one."""
+    """A value in [lo, hi) mostly (sometimes exactly lo), else an odd one (often invalid)."""
     if d.chance(0.85):
         return lo if d.chance(0.2) else lo + (hi - lo) * d.int(0, 999) / 1000
-    return pick(d, BAD_REALS)
+    return pick(d, ODD_REALS)
 
 
 def hyper(d):
     lr = real(d, 0.0, 1.0)
     beta1, beta2 = real(d, 0.0, 1.0), real(d, 0.0, 1.0)
     eps, weight_decay = real(d, 0.0, 1e-3), real(d, 0.0, 0.1)
-    step = d.int(1, 10 ** 6) if d.chance(0.85) else pick(d, BAD_STEPS)
+    step = d.int(1, 10 ** 6) if d.chance(0.85) else pick(d, ODD_STEPS)
     decoupled = d.chance(0.5) if d.chance(0.9) else pick(d, FLAGS)
     maximize = d.chance(0.5) if d.chance(0.9) else pick(d, FLAGS)
     eps_mode = pick(d, EPS_MODES[:2]) if d.chance(0.9) else pick(d, EPS_MODES)
@@ -208,8 +208,8 @@ class Arrays:
         a = self._view(dtype, shape, order,
                        offset=1 if kind == "unaligned" else 0,
                        stride=2 if kind == "strided" else 1)
-        if positive:
-            np.abs(a, out=a) if a.dtype.kind == "f" else None
+        if positive and a.dtype.kind == "f":
+            np.abs(a, out=a)
         if kind == "readonly":
             a.flags.writeable = False
         self.made.append(a)
@@ -262,7 +262,7 @@ def bucket(d, arrays):
     items = [*lists, vmaxs, indices, hyper(d)]
     if d.chance(0.1):
         mutation = pick(d, ["drop_item", "extra_item", "short_list", "tuple_list", "vmax_tuple",
-                            "hyper_list", "hyper_short"])
+                            "short_indices", "hyper_list", "hyper_short"])
         if mutation == "drop_item":
             del items[d.int(0, 6)]
         elif mutation == "extra_item":
@@ -273,6 +273,8 @@ def bucket(d, arrays):
             items[d.int(0, 3)] = tuple(items[d.int(0, 3)])
         elif mutation == "vmax_tuple" and vmaxs is not None:
             items[4] = tuple(vmaxs)
+        elif mutation == "short_indices" and indices:
+            items[5] = indices[:-1]
         elif mutation == "hyper_list":
             items[6] = list(items[6])
         elif mutation == "hyper_short":

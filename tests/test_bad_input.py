@@ -386,6 +386,8 @@ BUCKET_CASES = [
      r"^expected 3 exp_avgs \(one per param\), got 4"),
     ("exp_avg_sqs-a-tuple", _with_item(3, tuple), TypeError,
      r"^exp_avg_sqs must be a list, got tuple"),
+    ("max_exp_avg_sqs-holds-none", _with_item(4, lambda vmaxs: vmaxs[:2] + [None]), TypeError,
+     r"^max_exp_avg_sqs\[2\] must be a numpy.ndarray, got NoneType"),
     ("indices-too-few", _with_item(5, lambda idx: idx[:1]), ValueError,
      r"^expected 3 indices \(one per param\), got 1"),
 ]
