@@ -29,8 +29,9 @@ echo "== build sdist and wheel (from the sdist)"
 cp "$WORK"/raw/*.tar.gz "$OUT"/
 
 echo "== auditwheel repair"
-"$PYTHON" -m auditwheel repair --wheel-dir "$OUT" "$WORK"/raw/*.whl
-WHEEL="$(ls "$OUT"/*manylinux*.whl)"
+"$PYTHON" -m auditwheel repair --wheel-dir "$WORK/repaired" "$WORK"/raw/*.whl
+WHEEL="$(ls "$WORK"/repaired/*.whl)"
+cp "$WHEEL" "$OUT"/
 "$PYTHON" -m auditwheel show "$WHEEL"
 # The wheel links libgomp; a portable wheel carries its own copy.
 grep -E 'adamcore\.libs/libgomp' <<<"$("$PYTHON" -m zipfile -l "$WHEEL")" \
