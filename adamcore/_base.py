@@ -41,8 +41,7 @@ def _check_param(param, index):
 
 def check_flags(group, flags):
     for flag in flags:
-        if not isinstance(group[flag], (bool, np.bool_)):
-            raise TypeError(f"{flag} must be a bool, got {type(group[flag]).__name__}")
+        _validate.check_flag(flag, group[flag])
 
 
 def check_betas(betas):
@@ -77,6 +76,9 @@ class Optimizer:
     """Base of adamcore's optimizers. A subclass defines:
 
     - ``STATE_KEYS``: the names of its per-param state arrays, in slot order;
+    - ``ALWAYS_KEYS``: those every param has from its first step (the others
+      come with options, which may be switched on mid-run: a state saved
+      before that lacks them, and the next step creates them);
     - ``_check_group_options(group)``: range and type checks of one group;
     - ``_state_keys(group)``: the STATE_KEYS a group's options use;
     - ``_init_state(key, p, group)``: a new state array for param ``p``;
@@ -90,6 +92,7 @@ class Optimizer:
     """
 
     STATE_KEYS = ()
+    ALWAYS_KEYS = ()
 
     def __init__(self, params, defaults, *, max_grad_norm=None, skip_nonfinite=False,
                  n_threads=None, impl="auto"):
@@ -323,7 +326,7 @@ class Optimizer:
             step = step.item()
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"state[{i}]['step'] must be an integer >= 0, got {step!r}")
-        required = set(self._state_keys(group))
+        required = set(self.ALWAYS_KEYS)
         keys = set(entry) - {"step"}
         if not required <= keys or not keys <= set(self.STATE_KEYS):
             raise ValueError(f"state[{i}] must hold 'step' and {sorted(required)}, "

@@ -223,8 +223,9 @@ cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
 cdef bint _hyper_ok(tuple hyper) noexcept:
     if len(hyper) != 10:
         return False
-    lr, beta1, beta2, eps, weight_decay, step, _, _, eps_mode, grad_scale = hyper
-    return (_real_ok(lr, 0.0, INFINITY) and _real_ok(beta1, 0.0, 1.0)
+    lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale = hyper
+    return (type(decoupled) is bool and type(maximize) is bool
+            and _real_ok(lr, 0.0, INFINITY) and _real_ok(beta1, 0.0, 1.0)
             and _real_ok(beta2, 0.0, 1.0) and _real_ok(eps, 0.0, INFINITY)
             and _real_ok(weight_decay, 0.0, INFINITY) and _real_ok(grad_scale, 0.0, INFINITY)
             and type(step) is int and 1 <= step <= 9007199254740992
@@ -269,9 +270,10 @@ cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeabl
     return True
 
 
-cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, uintptr_t *starts,
+cdef bint _bucket_ok(tuple bucket, Py_ssize_t cap, adamcore_tensor *table, uintptr_t *starts,
                      uintptr_t *ends, Py_ssize_t *n_spans, int *typenum) noexcept:
-    """Check one bucket's arrays and fill its rows of the tensor table."""
+    """Check one bucket's arrays and fill its rows of the tensor table, which
+    has room for ``cap`` more rows."""
     cdef list params, grads, ms, vs
     cdef object vmaxs
     cdef cnp.ndarray p
@@ -282,9 +284,13 @@ cdef bint _bucket_ok(tuple bucket, adamcore_tensor *table, uintptr_t *starts,
         return False
     params, grads, ms, vs, vmaxs = bucket[0], bucket[1], bucket[2], bucket[3], bucket[4]
     n = len(params)
+    if n > cap:  # the list grew since the table was sized (a hyper's __float__)
+        return False
     if len(grads) != n or len(ms) != n or len(vs) != n:
         return False
     if vmaxs is not None and (type(vmaxs) is not list or len(<list>vmaxs) != n):
+        return False
+    if bucket[5] is not None and (type(bucket[5]) is not list or len(<list>bucket[5]) != n):
         return False
     typenum[0] = -1
     for k in range(n):
@@ -333,9 +339,11 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
     cdef uintptr_t *keys = NULL
     cdef adamcore_adam_hyper *hypers = NULL
     cdef int *typenums = NULL
+    cdef Py_ssize_t *counts = NULL
     cdef bint ok = True
     if type(buckets) is not list:
         _validate.check_buckets(buckets, n_threads)
+    buckets = list(buckets)  # a copy: hyperparameter objects run Python code below
     for bucket in buckets:
         if type(bucket) is not tuple or len(<tuple>bucket) != 7 or type(bucket[0]) is not list:
             _validate.check_buckets(buckets, n_threads)
@@ -346,19 +354,21 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
     keys = <uintptr_t *>PyMem_Malloc(max(15 * n_tensors, 1) * sizeof(uintptr_t))
     hypers = <adamcore_adam_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_adam_hyper))
     typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
+    counts = <Py_ssize_t *>PyMem_Malloc(max(len(buckets), 1) * sizeof(Py_ssize_t))
     try:
-        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL:
+        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL or counts == NULL:
             raise MemoryError()
         for b in range(len(buckets)):
             bucket = buckets[b]
             hyper = bucket[6]
             if type(hyper) is not tuple or not _hyper_ok(hyper):
                 _validate.check_hyper(hyper)  # raises, or accepts what the fast check left out
-            if not _bucket_ok(bucket, table + row, keys, keys + 5 * n_tensors, &n_spans,
-                              &typenums[b]):
+            if not _bucket_ok(bucket, n_tensors - row, table + row, keys, keys + 5 * n_tensors,
+                              &n_spans, &typenums[b]):
                 ok = False
                 break
-            row += len(<list>bucket[0])
+            counts[b] = len(<list>bucket[0])
+            row += counts[b]
         ok = ok and _disjoint(keys, keys + 5 * n_tensors, keys + 10 * n_tensors, n_spans)
         if not ok:
             _validate.check_buckets(buckets, n_threads)
@@ -368,7 +378,7 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
             _to_hyper(buckets[b][6], buckets[b][4] is not None, &hypers[b])
         row = 0
         for b in range(len(buckets)):
-            count = len(<list>buckets[b][0])
+            count = counts[b]
             typenum = typenums[b]
             with nogil:
                 if typenum == cnp.NPY_FLOAT64:
@@ -383,6 +393,7 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
         PyMem_Free(keys)
         PyMem_Free(hypers)
         PyMem_Free(typenums)
+        PyMem_Free(counts)
 
 
 def adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2,
@@ -450,7 +461,8 @@ cdef bint _family_hyper_ok(dict h) noexcept:
     """The common case at C speed: exactly the keys of FAMILY_HYPER, plain
     floats/ints in range for every key (unused ones hold neutral values) and
     plain bools. Anything else is left to adamcore._validate."""
-    if len(h) != len(_validate.FAMILY_HYPER) or h.get("kind") not in _KINDS:
+    kind = h.get("kind")
+    if len(h) != len(_validate.FAMILY_HYPER) or type(kind) is not str or kind not in _KINDS:
         return False
     for key in _FAMILY_REALS:
         if not _real_ok(h.get(key), 0.0, INFINITY):
@@ -497,11 +509,12 @@ cdef int _required_slots(const adamcore_family_hyper *h) noexcept:
     return 3 | (4 if h.amsgrad else 0)
 
 
-cdef bint _family_bucket_ok(tuple bucket, int slots, adamcore_family_tensor *table,
-                            uintptr_t *starts, uintptr_t *ends, Py_ssize_t *n_spans,
-                            int *typenum) noexcept:
+cdef bint _family_bucket_ok(tuple bucket, int slots, Py_ssize_t cap,
+                            adamcore_family_tensor *table, uintptr_t *starts, uintptr_t *ends,
+                            Py_ssize_t *n_spans, int *typenum) noexcept:
     """Check one family bucket's arrays (``slots``: the state slots its
-    hyperparameters use) and fill its rows of the tensor table."""
+    hyperparameters use) and fill its rows of the tensor table, which has
+    room for ``cap`` more rows."""
     cdef list params, grads
     cdef object states
     cdef cnp.ndarray p
@@ -511,7 +524,11 @@ cdef bint _family_bucket_ok(tuple bucket, int slots, adamcore_family_tensor *tab
         return False
     params, grads, states = bucket[0], bucket[1], bucket[2]
     n = len(params)
+    if n > cap:  # the list grew since the table was sized (a hyper's __float__)
+        return False
     if len(grads) != n or len(<tuple>states) != 3:
+        return False
+    if bucket[3] is not None and (type(bucket[3]) is not list or len(<list>bucket[3]) != n):
         return False
     for j in range(3):
         slot = (<tuple>states)[j]
@@ -562,9 +579,11 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
     cdef uintptr_t *keys = NULL
     cdef adamcore_family_hyper *hypers = NULL
     cdef int *typenums = NULL
+    cdef Py_ssize_t *counts = NULL
     cdef bint ok = True
     if type(buckets) is not list:
         _validate.check_family_buckets(buckets, n_threads)
+    buckets = list(buckets)  # a copy: hyperparameter objects run Python code below
     for bucket in buckets:
         if type(bucket) is not tuple or len(<tuple>bucket) != 5 or type(bucket[0]) is not list:
             _validate.check_family_buckets(buckets, n_threads)
@@ -575,19 +594,22 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
     keys = <uintptr_t *>PyMem_Malloc(max(15 * n_tensors, 1) * sizeof(uintptr_t))
     hypers = <adamcore_family_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_family_hyper))
     typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
+    counts = <Py_ssize_t *>PyMem_Malloc(max(len(buckets), 1) * sizeof(Py_ssize_t))
     try:
-        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL:
+        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL or counts == NULL:
             raise MemoryError()
         for b in range(len(buckets)):
             hyper = buckets[b][4]
             if type(hyper) is not dict or not _family_hyper_ok(hyper):
                 _validate.check_family_hyper(hyper)  # raises, or accepts what the fast check left out
             _to_family_hyper(hyper, &hypers[b])
-            if not _family_bucket_ok(buckets[b], _required_slots(&hypers[b]), table + row, keys,
-                                     keys + 5 * n_tensors, &n_spans, &typenums[b]):
+            if not _family_bucket_ok(buckets[b], _required_slots(&hypers[b]), n_tensors - row,
+                                     table + row, keys, keys + 5 * n_tensors, &n_spans,
+                                     &typenums[b]):
                 ok = False
                 break
-            row += len(<list>buckets[b][0])
+            counts[b] = len(<list>buckets[b][0])
+            row += counts[b]
         ok = ok and _disjoint(keys, keys + 5 * n_tensors, keys + 10 * n_tensors, n_spans)
         if not ok:
             _validate.check_family_buckets(buckets, n_threads)
@@ -595,7 +617,7 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
                                "adamcore._validate accepts")
         row = 0
         for b in range(len(buckets)):
-            count = len(<list>buckets[b][0])
+            count = counts[b]
             typenum = typenums[b]
             with nogil:
                 if typenum == cnp.NPY_FLOAT64:
@@ -610,6 +632,7 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
         PyMem_Free(keys)
         PyMem_Free(hypers)
         PyMem_Free(typenums)
+        PyMem_Free(counts)
 
 
 # ---- gradient norms ------------------------------------------------------

@@ -93,20 +93,33 @@ def check_n_threads(n_threads):
         raise ValueError("n_threads must be None, >= 1, or negative (-1: all CPUs), got 0")
 
 
+def check_flag(name, value):
+    # Strict, so every implementation reads the flag the same way: an array's
+    # or an odd object's truth value would be taken only where it is used.
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
 def check_grad_scale(grad_scale):
     # NaN passes: clipping by a NaN norm makes every grad NaN, as in torch.
-    if _real("grad_scale", grad_scale) < 0.0:
-        raise ValueError(f"grad_scale must be >= 0, got {grad_scale!r}")
+    # Infinity (or an int beyond double range) never comes from clipping.
+    value = _real("grad_scale", grad_scale)
+    if value < 0.0 or value == math.inf:
+        raise ValueError(f"grad_scale must be finite and >= 0 (or NaN), got {grad_scale!r}")
 
 
 def check_hyper(hyper):
-    (lr, beta1, beta2, eps, weight_decay, step, _decoupled, _maximize, eps_mode,
+    if type(hyper) is not tuple or len(hyper) != 10:
+        raise TypeError("hyper must be a tuple of 10 items (see adamcore._validate)")
+    (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
      grad_scale) = hyper
     check_lr(lr)
     check_betas(beta1, beta2)
     check_eps(eps)
     check_weight_decay(weight_decay)
     check_step(step)
+    check_flag("decoupled", decoupled)
+    check_flag("maximize", maximize)
     check_eps_mode(eps_mode)
     check_grad_scale(grad_scale)
 
@@ -166,33 +179,38 @@ def check_no_overlap(named_arrays):
             raise ValueError(f"{other} overlaps {name} in memory; every buffer must be distinct")
 
 
-def _check_lists(buckets, size, names):
-    """The bucket structure both implementations take: a list of tuples of
-    ``size`` items whose array containers (``names``: index -> name, None
-    allowed where the name ends with '?') are lists."""
-    if not isinstance(buckets, list):
-        raise TypeError(f"buckets must be a list, got {type(buckets).__name__}")
-    for bucket in buckets:
-        if not isinstance(bucket, tuple) or len(bucket) != size:
-            raise TypeError(f"each bucket must be a tuple of {size} items "
-                            "(see adamcore._validate)")
-        for i, name in names.items():
-            x = bucket[i]
-            if not (type(x) is list or (name.endswith("?") and x is None)):
-                raise TypeError(f"a bucket's {name.rstrip('?')} must be a list, "
-                                f"got {type(x).__name__}")
+def _check_lists(bucket, names):
+    """A bucket's array lists: one entry per param; ``names`` are the names of
+    bucket[0], bucket[1], ... in order (None: not a list), those ending in '?'
+    may be None."""
+    n = len(bucket[0]) if type(bucket[0]) is list else 0
+    for name, items in zip(names, bucket):
+        if name is None:  # not a list of arrays
+            continue
+        if name.endswith("?"):
+            if items is None:
+                continue
+            name = name[:-1]
+        if type(items) is not list:
+            raise TypeError(f"{name} must be a list, got {type(items).__name__}")
+        if len(items) != n:
+            raise ValueError(f"expected {n} {name} (one per param), got {len(items)}")
 
 
 def check_buckets(buckets, n_threads):
     """Validate a whole step (see the module docstring) before anything runs."""
     check_n_threads(n_threads)
-    _check_lists(buckets, 7, {0: "params", 1: "grads", 2: "exp_avgs", 3: "exp_avg_sqs",
-                              4: "max_exp_avg_sqs?"})
+    if not isinstance(buckets, list):
+        raise TypeError(f"buckets must be a list, got {type(buckets).__name__}")
     named = []
-    for params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper in buckets:
+    for bucket in buckets:
+        # The order the binding checks in: layout, hyper, lists, tensors.
+        if type(bucket) is not tuple or len(bucket) != 7:
+            raise TypeError("each bucket must be a tuple of 7 items (see adamcore._validate)")
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, indices, hyper = bucket
         check_hyper(hyper)
-        if len(grads) != len(params):
-            raise ValueError(f"expected {len(params)} grads (one per param), got {len(grads)}")
+        _check_lists(bucket, ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs?",
+                              "indices?"))
         dtype = None
         for k, param in enumerate(params):
             index = None if indices is None else indices[k]
@@ -253,10 +271,10 @@ def family_hyper(kind, lr, **options):
 def required_slots(hyper):
     """Which of the kind's 3 state slots the hyperparameters use (csrc/adamcore.h)."""
     kind = hyper["kind"]
-    if kind == "sgd":
-        return (hyper["momentum"] != 0, False, False)
+    if kind == "sgd":  # momentum as a double, as the kernel reads it
+        return (float(hyper["momentum"]) != 0, False, False)
     if kind == "rmsprop":
-        return (True, hyper["momentum"] != 0, bool(hyper["centered"]))
+        return (True, float(hyper["momentum"]) != 0, bool(hyper["centered"]))
     if kind == "adagrad":
         return (True, False, False)
     return (True, True, bool(hyper["amsgrad"]))
@@ -276,7 +294,7 @@ def check_sgd_options(momentum, dampening, nesterov):
     check_momentum(momentum)
     if not math.isfinite(_real("dampening", dampening)):
         raise ValueError(f"Invalid dampening value: {dampening!r} (dampening must be finite)")
-    if nesterov and (momentum <= 0 or dampening != 0):
+    if nesterov and (float(momentum) <= 0 or float(dampening) != 0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
 
@@ -296,11 +314,10 @@ def check_family_hyper(hyper):
     if not isinstance(hyper, dict) or set(hyper) != set(FAMILY_HYPER):
         raise TypeError(f"a family bucket's hyper must be a dict with keys {FAMILY_HYPER}")
     kind = hyper["kind"]
-    if kind not in FAMILY_SLOTS:
+    if not isinstance(kind, str) or kind not in FAMILY_SLOTS:
         raise ValueError(f"kind must be one of {tuple(FAMILY_SLOTS)}, got {kind!r}")
     for flag in ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad"):
-        if not isinstance(hyper[flag], (bool, np.bool_)):
-            raise TypeError(f"{flag} must be a bool, got {type(hyper[flag]).__name__}")
+        check_flag(flag, hyper[flag])
     check_lr(hyper["lr"])
     check_weight_decay(hyper["weight_decay"])
     check_grad_scale(hyper["grad_scale"])
@@ -315,17 +332,26 @@ def check_family_hyper(hyper):
     else:
         check_betas(hyper["beta1"], hyper["beta2"])
     check_step(hyper["step"])
+    # Every real, used by this kind or not (those it uses are checked above), is read by the binding: all finite.
+    for key in ("weight_decay", "eps", "momentum", "dampening", "alpha", "lr_decay", "beta1",
+                "beta2"):
+        if not math.isfinite(_real(key, hyper[key])):
+            raise ValueError(f"{key} must be finite, got {hyper[key]!r}")
 
 
 def check_family_buckets(buckets, n_threads):
     """Validate a whole family step (see the module docstring) before anything runs."""
     check_n_threads(n_threads)
-    _check_lists(buckets, 5, {0: "params", 1: "grads"})
+    if not isinstance(buckets, list):
+        raise TypeError(f"buckets must be a list, got {type(buckets).__name__}")
     named = []
-    for params, grads, states, indices, hyper in buckets:
+    for bucket in buckets:
+        # The order the binding checks in: layout, hyper, lists, states, tensors.
+        if type(bucket) is not tuple or len(bucket) != 5:
+            raise TypeError("each bucket must be a tuple of 5 items (see adamcore._validate)")
+        params, grads, states, indices, hyper = bucket
         check_family_hyper(hyper)
-        if len(grads) != len(params):
-            raise ValueError(f"expected {len(params)} grads (one per param), got {len(grads)}")
+        _check_lists(bucket, ("params", "grads", None, "indices?"))
         slots = FAMILY_SLOTS[hyper["kind"]]
         if (not isinstance(states, tuple) or len(states) != 3
                 or any(x is not None and type(x) is not list for x in states)):
@@ -333,8 +359,8 @@ def check_family_buckets(buckets, n_threads):
         for k, need in enumerate(required_slots(hyper)):
             given = states[k] is not None
             if given != need:
-                name = slots[k] if k < len(slots) else f"slot {k}"
-                raise ValueError(f"state {name!r} is {'missing' if need else 'not used'} "
+                name = repr(slots[k]) if k < len(slots) else f"slot {k}"
+                raise ValueError(f"state {name} is {'missing' if need else 'not used'} "
                                  f"with these hyperparameters")
             if given and len(states[k]) != len(params):
                 raise ValueError(f"expected {len(params)} {slots[k]} arrays, got "

@@ -277,6 +277,14 @@ _TORCH_ONLY = ("foreach", "capturable", "differentiable", "fused", "initial_lr",
 _SHARED = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")
 
 
+def _require_adam(opt):
+    from adamcore.optimizer import Adam  # noqa: PLC0415 (optimizer imports this module)
+
+    if not isinstance(opt, Adam):
+        raise TypeError(f"torch state_dict conversion is for adamcore.Adam / AdamW, got "
+                        f"{type(opt).__name__} (its state_dict() already uses torch's key names)")
+
+
 def to_torch_state_dict(opt):
     """``opt``'s state in the layout and key names of ``torch.optim.Adam`` /
     ``AdamW``'s ``state_dict()``, for ``torch_opt.load_state_dict``.
@@ -287,6 +295,7 @@ def to_torch_state_dict(opt):
     ``fused`` None). A group with ``eps_mode="keras"`` is refused: torch's Adam
     has no such epsilon placement.
     """
+    _require_adam(opt)
     try:
         import torch
     except ImportError:
@@ -330,6 +339,7 @@ def from_torch_state_dict(opt, state_dict):
     ``decoupled_weight_decay`` (older torch) keeps ``opt``'s default. Checked
     like ``load_state_dict``, which it calls: a mismatch changes nothing.
     """
+    _require_adam(opt)
     if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
         raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
     groups = []

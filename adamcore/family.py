@@ -63,7 +63,7 @@ class SGD(_Family):
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
     def _state_keys(self, group):
-        return self.STATE_KEYS if group["momentum"] != 0 else ()
+        return self.STATE_KEYS if float(group["momentum"]) != 0 else ()
 
     @staticmethod
     def _check_kind_options(group):
@@ -95,6 +95,7 @@ class RMSprop(_Family):
     """
 
     STATE_KEYS = ("square_avg", "momentum_buffer", "grad_avg")
+    ALWAYS_KEYS = ("square_avg",)
     _FLAGS = ("centered", "maximize")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
@@ -106,7 +107,7 @@ class RMSprop(_Family):
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
     def _state_keys(self, group):
-        return (("square_avg",) + (("momentum_buffer",) if group["momentum"] != 0 else ())
+        return (("square_avg",) + (("momentum_buffer",) if float(group["momentum"]) != 0 else ())
                 + (("grad_avg",) if group["centered"] else ()))
 
     @staticmethod
@@ -137,7 +138,7 @@ class Adagrad(_Family):
     :class:`adamcore.Adam`.
     """
 
-    STATE_KEYS = ("sum",)
+    ALWAYS_KEYS = STATE_KEYS = ("sum",)
     _FLAGS = ("maximize",)
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
@@ -183,10 +184,12 @@ class AdaBelief(_Family):
         m = beta1 * m + (1 - beta1) * g
         s = beta2 * s + (1 - beta2) * (g - m)**2 + eps
         s = smax = maximum(smax, s)        if amsgrad
-        p = p - lr / (1 - beta1**t) * m / (sqrt(s) / sqrt(1 - beta2**t) + eps)
+        p = p - step_size * (m / (sqrt(s) * dscale + eps))
 
-    This is the reference implementation's (``adabelief-pytorch`` 0.2) default
-    update with ``rectify=False``, ``fixed_decay=False``; its
+    with step_size = lr / (1 - beta1**t) and dscale = 1 / sqrt(1 - beta2**t)
+    computed once per step in double. This is the reference implementation's (``adabelief-pytorch`` 0.2) default
+    update with ``rectify=False``, ``fixed_decay=False`` (which divides by
+    sqrt(1 - beta2**t): equal up to rounding); its
     ``weight_decouple`` is ``decoupled_weight_decay`` here, and eps (default
     1e-16, the reference's) is added to ``s`` in place each step, as there.
     State: ``exp_avg``, ``exp_avg_var``, ``max_exp_avg_var`` (amsgrad). Same
@@ -194,6 +197,7 @@ class AdaBelief(_Family):
     """
 
     STATE_KEYS = ("exp_avg", "exp_avg_var", "max_exp_avg_var")
+    ALWAYS_KEYS = STATE_KEYS[:2]
     _FLAGS = ("amsgrad", "decoupled_weight_decay", "maximize")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, *,

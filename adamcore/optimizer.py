@@ -57,7 +57,7 @@ class Adam(_base.Optimizer):
         _validate.check_eps_mode(group["eps_mode"])
         _base.check_flags(group, ("amsgrad", "maximize", "decoupled_weight_decay"))
 
-    _PLAIN_KEYS = STATE_KEYS[:2]
+    ALWAYS_KEYS = _PLAIN_KEYS = STATE_KEYS[:2]
 
     def _state_keys(self, group):
         return self.STATE_KEYS if group["amsgrad"] else self._PLAIN_KEYS

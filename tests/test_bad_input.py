@@ -216,6 +216,14 @@ HYPER_CASES += [
      r"^n_threads must be an integer or None, got bool"),
     ("n_threads-float", dict(n_threads=2.0), TypeError,
      r"^n_threads must be an integer or None, got float"),
+    # Found by tests/fuzz_binding.py: each once passed one implementation only.
+    ("maximize-array", dict(maximize=np.array([1, 2])), TypeError,
+     r"^maximize must be a bool, got ndarray"),
+    ("decoupled-int", dict(decoupled=1), TypeError, r"^decoupled must be a bool, got int"),
+    ("grad_scale-inf", dict(grad_scale=math.inf), ValueError,
+     r"^grad_scale must be finite and >= 0 \(or NaN\)"),
+    ("grad_scale-huge-int", dict(grad_scale=10 ** 400), ValueError,
+     r"^grad_scale must be finite and >= 0 \(or NaN\)"),
 ]
 
 
@@ -346,6 +354,15 @@ def _wrong_grad_count():
     return [(b[0], b[1][:2]) + b[2:]]
 
 
+def _with_item(k, value):
+    """A bucket whose k-th item is value(the item), as a step of one bucket."""
+    def build():
+        b = list(bucket(_tensors(3)))
+        b[k] = value(b[k])
+        return [tuple(b)]
+    return build
+
+
 BUCKET_CASES = [
     ("mixed-dtypes", _mixed_dtypes, TypeError,
      r"^params\[1\] has dtype float64 but the other params of this call have float32"),
@@ -361,6 +378,18 @@ BUCKET_CASES = [
      r"^grads\[1\] has shape \(9,\) but params\[1\] has shape \(8,\)"),
     ("wrong-grad-count", _wrong_grad_count, ValueError,
      r"^expected 3 grads \(one per param\), got 2"),
+    # Found by tests/fuzz_binding.py: each once passed one implementation only.
+    ("bucket-a-list", lambda: [list(bucket(_tensors(2)))], TypeError,
+     r"^each bucket must be a tuple of 7 items"),
+    ("hyper-a-list", _with_item(6, list), TypeError, r"^hyper must be a tuple of 10 items"),
+    ("exp_avgs-too-many", _with_item(2, lambda ms: ms + ms[:1]), ValueError,
+     r"^expected 3 exp_avgs \(one per param\), got 4"),
+    ("exp_avg_sqs-a-tuple", _with_item(3, tuple), TypeError,
+     r"^exp_avg_sqs must be a list, got tuple"),
+    ("max_exp_avg_sqs-holds-none", _with_item(4, lambda vmaxs: vmaxs[:2] + [None]), TypeError,
+     r"^max_exp_avg_sqs\[2\] must be a numpy.ndarray, got NoneType"),
+    ("indices-too-few", _with_item(5, lambda idx: idx[:1]), ValueError,
+     r"^expected 3 indices \(one per param\), got 1"),
 ]
 
 

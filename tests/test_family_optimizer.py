@@ -312,20 +312,49 @@ def test_state_dict_round_trip_continues_bitwise(cls_name, impl):
 
 
 @impls
-@classes
+@pytest.mark.parametrize("cls_name", [c for c in CLASSES if CLASSES[c].ALWAYS_KEYS])
 def test_load_state_dict_refuses_missing_state(cls_name, impl):
     rng = np.random.default_rng(12)
     params = make_params(rng)
     a = make(cls_name, params, impl)
     a.step(grads_for(params, rng))
     sd = a.state_dict()
-    key = CLASSES[cls_name].STATE_KEYS[0]
+    key = CLASSES[cls_name].ALWAYS_KEYS[0]
     del sd["state"][0][key]
     b = make(cls_name, copies(params), impl)
     before = optimizer_snapshot(b)
     with pytest.raises(ValueError, match=r"^state\[0\] must hold 'step' and"):
         b.load_state_dict(sd)
     assert_optimizer_snapshot_equal(optimizer_snapshot(b), before)
+
+
+# (class, options off, the option that adds state, its value)
+OPTION_ADDS_STATE = [("SGD", dict(lr=0.01, dampening=0.1), "momentum", 0.9),
+                     ("RMSprop", dict(lr=1e-3), "centered", True),
+                     ("RMSprop", dict(lr=1e-3), "momentum", 0.9),
+                     ("AdaBelief", dict(lr=1e-3), "amsgrad", True)]
+
+
+@impls
+@pytest.mark.parametrize("case", OPTION_ADDS_STATE, ids=lambda c: f"{c[0]}-{c[2]}")
+def test_state_saved_before_an_option_adds_state_loads_and_continues(case, impl):
+    """An option switched on mid-run adds its state at the next step; a
+    state_dict taken in between lacks it, loads, and continues identically."""
+    cls_name, options, option, value = case
+    rng = np.random.default_rng(14)
+    params = make_params(rng)
+    grads = [grads_for(params, rng) for _ in range(4)]
+    a = CLASSES[cls_name](params, **options, impl=impl)
+    a.step(grads[0])
+    a.param_groups[0][option] = value
+    sd = a.state_dict()
+    b = CLASSES[cls_name](copies(params), **options, impl=impl)
+    b.load_state_dict(sd)
+    for g in grads[1:]:
+        a.step(g)
+        b.step(g)
+    assert_optimizers_equal(a, b)
+    assert set(b.state[0]) - {"step"} == set(b._state_keys(b.param_groups[0]))
 
 
 @impls

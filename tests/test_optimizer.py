@@ -390,8 +390,6 @@ def _broken(kind):
             sd["state"][3]["exp_avg_sq"] = sd["state"][3]["exp_avg_sq"].astype(np.float32)
         elif kind == "missing-exp_avg":
             del sd["state"][0]["exp_avg"]
-        elif kind == "missing-max_exp_avg_sq":
-            del sd["state"][2]["max_exp_avg_sq"]
         elif kind == "missing-step":
             del sd["state"][0]["step"]
         elif kind == "negative-step":
@@ -418,7 +416,6 @@ LOAD_ERRORS = [
     ("shape", ValueError, r"state\[1\]\['exp_avg'\] must be a float32 array of shape \(3, 4\)"),
     ("dtype", ValueError, r"state\[3\]\['exp_avg_sq'\] must be a float64 array"),
     ("missing-exp_avg", ValueError, r"state\[0\] must hold 'step' and"),
-    ("missing-max_exp_avg_sq", ValueError, r"state\[2\] must hold 'step' and"),
     ("missing-step", ValueError, r"state\[0\]\['step'\] must be an integer"),
     ("negative-step", ValueError, r"state\[0\]\['step'\] must be an integer >= 0"),
     ("missing-option", ValueError, r"param group 0 options must be"),
