@@ -63,7 +63,7 @@ cdef extern from "adamcore.h" nogil:
         double lr, weight_decay, grad_scale, eps, momentum, dampening, alpha, lr_decay
         double beta1, beta2
         int64_t step
-        int maximize, nesterov, first, centered, decoupled, amsgrad
+        int maximize, nesterov, first, centered, decoupled, amsgrad, rectify
 
     int adamcore_family_step_f32(const adamcore_family_tensor *, int64_t,
                                  const adamcore_family_hyper *, int)
@@ -454,7 +454,7 @@ _KINDS = {"sgd": ADAMCORE_SGD, "rmsprop": ADAMCORE_RMSPROP, "adagrad": ADAMCORE_
 
 
 _FAMILY_REALS = ("lr", "weight_decay", "grad_scale", "eps", "momentum", "alpha", "lr_decay")
-_FAMILY_FLAGS = ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad")
+_FAMILY_FLAGS = ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad", "rectify")
 
 
 cdef bint _family_hyper_ok(dict h) noexcept:
@@ -496,6 +496,7 @@ cdef void _to_family_hyper(dict h, adamcore_family_hyper *out) except *:
     out.centered = bool(h["centered"])
     out.decoupled = bool(h["decoupled"])
     out.amsgrad = bool(h["amsgrad"])
+    out.rectify = bool(h["rectify"])
 
 
 cdef int _required_slots(const adamcore_family_hyper *h) noexcept:

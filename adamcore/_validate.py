@@ -255,11 +255,11 @@ FAMILY_SLOTS = {
 }
 FAMILY_HYPER = ("kind", "lr", "weight_decay", "grad_scale", "eps", "momentum", "dampening",
                 "alpha", "lr_decay", "beta1", "beta2", "step", "maximize", "nesterov", "first",
-                "centered", "decoupled", "amsgrad")
+                "centered", "decoupled", "amsgrad", "rectify")
 _FAMILY_DEFAULTS = dict(weight_decay=0.0, grad_scale=1.0, eps=0.0, momentum=0.0,
                         dampening=0.0, alpha=0.0, lr_decay=0.0, beta1=0.0, beta2=0.0, step=1,
                         maximize=False, nesterov=False, first=False, centered=False,
-                        decoupled=False, amsgrad=False)
+                        decoupled=False, amsgrad=False, rectify=False)
 
 
 def family_hyper(kind, lr, **options):
@@ -316,7 +316,7 @@ def check_family_hyper(hyper):
     kind = hyper["kind"]
     if not isinstance(kind, str) or kind not in FAMILY_SLOTS:
         raise ValueError(f"kind must be one of {tuple(FAMILY_SLOTS)}, got {kind!r}")
-    for flag in ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad"):
+    for flag in ("maximize", "nesterov", "first", "centered", "decoupled", "amsgrad", "rectify"):
         check_flag(flag, hyper[flag])
     check_lr(hyper["lr"])
     check_weight_decay(hyper["weight_decay"])

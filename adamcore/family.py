@@ -187,25 +187,36 @@ class AdaBelief(_Family):
         p = p - step_size * (m / (sqrt(s) * dscale + eps))
 
     with step_size = lr / (1 - beta1**t) and dscale = 1 / sqrt(1 - beta2**t)
-    computed once per step in double. This is the reference implementation's (``adabelief-pytorch`` 0.2) default
-    update with ``rectify=False``, ``fixed_decay=False`` (which divides by
-    sqrt(1 - beta2**t): equal up to rounding); its
+    computed once per step in double. This is the default update of the
+    reference implementation (``adabelief-pytorch`` 0.2, ``fixed_decay=False``),
+    which divides by sqrt(1 - beta2**t) instead: equal up to rounding. Its
     ``weight_decouple`` is ``decoupled_weight_decay`` here, and eps (default
     1e-16, the reference's) is added to ``s`` in place each step, as there.
+
+    ``rectify=True`` is the reference's RAdam-style rectification (off by
+    default here, as in the paper's algorithm; with ``degenerated_to_sgd``):
+    with rho_inf = 2 / (1 - beta2) - 1 and
+    rho_t = rho_inf - 2 t beta2**t / (1 - beta2**t), while rho_t < 5 the
+    step is ``p = p - lr / (1 - beta1**t) * m`` (no denominator); afterwards
+    dscale = 1 and step_size = lr * sqrt((1 - beta2**t) (rho_t - 4) / (rho_inf - 4)
+    (rho_t - 2) / rho_t rho_inf / (rho_inf - 2)) / (1 - beta1**t). With
+    amsgrad too, the rectified denominator uses smax (the reference uses s
+    there, which makes its amsgrad inert).
+
     State: ``exp_avg``, ``exp_avg_var``, ``max_exp_avg_var`` (amsgrad). Same
     API as :class:`adamcore.Adam`.
     """
 
     STATE_KEYS = ("exp_avg", "exp_avg_var", "max_exp_avg_var")
     ALWAYS_KEYS = STATE_KEYS[:2]
-    _FLAGS = ("amsgrad", "decoupled_weight_decay", "maximize")
+    _FLAGS = ("amsgrad", "decoupled_weight_decay", "rectify", "maximize")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, *,
-                 amsgrad=False, decoupled_weight_decay=True, maximize=False,
+                 amsgrad=False, decoupled_weight_decay=True, rectify=False, maximize=False,
                  max_grad_norm=None, skip_nonfinite=False, n_threads=None, impl="auto"):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, decoupled_weight_decay=decoupled_weight_decay,
-                        maximize=maximize)
+                        rectify=rectify, maximize=maximize)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
@@ -223,6 +234,6 @@ class AdaBelief(_Family):
         return _validate.family_hyper(
             "adabelief", group["lr"], weight_decay=group["weight_decay"], grad_scale=scale,
             beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=bool(group["amsgrad"]),
-            decoupled=bool(group["decoupled_weight_decay"]), maximize=bool(group["maximize"]),
-            step=step)
+            decoupled=bool(group["decoupled_weight_decay"]), rectify=bool(group["rectify"]),
+            maximize=bool(group["maximize"]), step=step)
 

@@ -153,6 +153,20 @@ def grad_sumsq(arrays):
 
 # ---- the optimizer family (csrc/family_body.h) ------------------------------
 
+def adabelief_rectified(h):
+    """(step_size, dscale, no_denominator) of AdaBelief's rectified step, in
+    double (csrc/family_step.c: rectified)."""
+    t, beta1, beta2 = int(h["step"]), float(h["beta1"]), float(h["beta2"])
+    b2t = beta2 ** t
+    bc1 = 1.0 - beta1 ** t
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho = rho_inf - 2.0 * float(t) * b2t / (1.0 - b2t)
+    if rho >= 5.0:
+        return (float(h["lr"]) * math.sqrt((1.0 - b2t) * (rho - 4.0) / (rho_inf - 4.0) * (rho - 2.0)
+                                           / rho * rho_inf / (rho_inf - 2.0)) / bc1, 1.0, False)
+    return float(h["lr"]) / bc1, 1.0, True
+
+
 def family_scalars(h, dtype):
     """Per-step scalars of a family hyper dict in double, cast once to
     ``dtype`` (see csrc/family_step.c: family_scalars)."""
@@ -170,6 +184,8 @@ def family_scalars(h, dtype):
         s.update(b1=beta1, omb1=1.0 - beta1, b2=beta2, omb2=1.0 - beta2,
                  dscale=1.0 / math.sqrt(bc2), step_size=lr / bc1,
                  decay=1.0 - lr * float(h["weight_decay"]))
+        if h["rectify"]:
+            s["step_size"], s["dscale"], _ = adabelief_rectified(h)
     t = np.dtype(dtype).type
     return {k: t(v) for k, v in s.items()}
 
@@ -249,13 +265,16 @@ def family_update(h, param, grad, states, s, scratch):
         if s2 is not None:                             # smax = maximum(smax, s)
             np.maximum(s2, s1, out=s2)
             v = s2
-        np.sqrt(v, out=t3)                             # denom = sqrt(s)*dscale + eps
-        np.multiply(t3, s["dscale"], out=t3)
-        np.add(t3, s["eps"], out=t3)
         if h["decoupled"] and float(h["weight_decay"]) != 0.0:
             np.multiply(p, s["decay"], out=p)          # p = p * (1 - lr*wd)
-        np.divide(s0, t3, out=t3)                      # p = p - step_size*(m/denom)
-        np.multiply(t3, s["step_size"], out=t3)
+        if h["rectify"] and adabelief_rectified(h)[2]:
+            np.multiply(s0, s["step_size"], out=t3)    # p = p - step_size*m
+        else:
+            np.sqrt(v, out=t3)                         # denom = sqrt(s)*dscale + eps
+            np.multiply(t3, s["dscale"], out=t3)
+            np.add(t3, s["eps"], out=t3)
+            np.divide(s0, t3, out=t3)                  # p = p - step_size*(m/denom)
+            np.multiply(t3, s["step_size"], out=t3)
         np.subtract(p, t3, out=p)
 
 

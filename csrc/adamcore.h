@@ -115,6 +115,8 @@ typedef struct {
     int centered;          /* RMSprop */
     int decoupled;         /* AdaBelief: p *= 1 - lr*weight_decay (weight_decouple) */
     int amsgrad;           /* AdaBelief */
+    int rectify;           /* AdaBelief: RAdam's rectified step (adabelief-pytorch's
+                              rectify, degenerated_to_sgd); see family_step.c */
 } adamcore_family_hyper;
 
 int adamcore_family_step_f32(const adamcore_family_tensor *tensors, int64_t n_tensors,

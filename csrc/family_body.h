@@ -21,7 +21,8 @@
  *   AdaBelief  p = p*(1 - lr*wd) if decoupled;  m = b1*m + (1-b1)*g;
  *              r = g - m;  s = (b2*s + (1-b2)*(r*r)) + eps;
  *              amsgrad: s = smax = maximum(smax, s);
- *              p = p - step_size*(m/(sqrt(s)*dscale + eps))
+ *              p = p - step_size*(m/(sqrt(s)*dscale + eps)), or, rectified while
+ *              the variance is not yet tractable (FAM_NO_DENOM), p = p - step_size*m
  */
 #define FAM_CAT_(a, b) a##_##b
 #define FAM_CAT(a, b) FAM_CAT_(a, b)
@@ -82,7 +83,10 @@ FAM_LOOP(T *restrict p, const T *restrict g, T *restrict s0, T *restrict s1, T *
                 v = (mx > v || mx != mx) ? mx : v;
                 s2[i] = v;
             }
-            p[i] = pi - step_size * (m / (SQRT(v) * dscale + eps)); /* p = p - step_size*(m/denom) */
+            if (flags & FAM_NO_DENOM)
+                p[i] = pi - step_size * m;                        /* p = p - step_size*m */
+            else                                                  /* p = p - step_size*(m/denom) */
+                p[i] = pi - step_size * (m / (SQRT(v) * dscale + eps));
         }
     }
 }
@@ -118,11 +122,11 @@ FAM_CAT(family_dispatch, SUF)(void *p, const void *g, void *s0, void *s1, void *
 {
     const FAM_SCALARS *s = (const FAM_SCALARS *)scalars;
 #define FAM_CASE(k, f)                                                                \
-    case (k) * 128 + (f):                                                             \
+    case (k) * 256 + (f):                                                             \
         FAM_CHUNK((T *)p, (const T *)g, (T *)s0, (T *)s1, (T *)s2, n, s, k, f);       \
         break;
 #define FAM_WD_CASES(k, f) FAM_CASE(k, f) FAM_CASE(k, (f) | FAM_WD)
-    switch (kind * 128 + flags) {
+    switch (kind * 256 + flags) {
         FAM_WD_CASES(ADAMCORE_SGD, 0)
         FAM_WD_CASES(ADAMCORE_SGD, FAM_MOMENTUM)
         FAM_WD_CASES(ADAMCORE_SGD, FAM_MOMENTUM | FAM_FIRST)
@@ -137,6 +141,10 @@ FAM_CAT(family_dispatch, SUF)(void *p, const void *g, void *s0, void *s1, void *
         FAM_WD_CASES(ADAMCORE_ADABELIEF, FAM_AMSGRAD)
         FAM_CASE(ADAMCORE_ADABELIEF, FAM_DECOUPLED)
         FAM_CASE(ADAMCORE_ADABELIEF, FAM_DECOUPLED | FAM_AMSGRAD)
+        FAM_WD_CASES(ADAMCORE_ADABELIEF, FAM_NO_DENOM)
+        FAM_WD_CASES(ADAMCORE_ADABELIEF, FAM_NO_DENOM | FAM_AMSGRAD)
+        FAM_CASE(ADAMCORE_ADABELIEF, FAM_NO_DENOM | FAM_DECOUPLED)
+        FAM_CASE(ADAMCORE_ADABELIEF, FAM_NO_DENOM | FAM_DECOUPLED | FAM_AMSGRAD)
         default: break;
     }
 #undef FAM_WD_CASES

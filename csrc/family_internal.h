@@ -19,7 +19,7 @@
         T alpha, oma;        /* RMSprop: alpha, 1 - alpha */                  \
         T eps;                                                                 \
         T b1, omb1, b2, omb2; /* AdaBelief: betas and 1 - betas */            \
-        T dscale, step_size; /* AdaBelief: 1/sqrt(bc2), lr/bc1 */             \
+        T dscale, step_size; /* AdaBelief: 1/sqrt(bc2) and lr/bc1, or rectified */ \
     }
 typedef ADAMCORE_FAMILY_SCALARS(float) adamcore_family_scalars_f32;
 typedef ADAMCORE_FAMILY_SCALARS(double) adamcore_family_scalars_f64;
@@ -33,7 +33,8 @@ enum {
     FAM_NESTEROV = 8,   /* SGD */
     FAM_FIRST = 16,     /* SGD: buf = g */
     FAM_CENTERED = 32,  /* RMSprop */
-    FAM_AMSGRAD = 64    /* AdaBelief */
+    FAM_AMSGRAD = 64,   /* AdaBelief */
+    FAM_NO_DENOM = 128  /* AdaBelief rectified, early steps: p = p - step_size*m */
 };
 
 /* Steps n elements of one tensor on the calling thread; s0..s2 are the state

@@ -40,6 +40,29 @@ static int required_slots(const adamcore_family_hyper *h)
     }
 }
 
+/* AdaBelief's rectification (RAdam, as adabelief-pytorch 0.2 computes it,
+ * in double): with rho_inf = 2/(1-b2) - 1 and
+ * rho_t = rho_inf - 2 t b2^t / (1 - b2^t), the step is rectified,
+ *   step_size = lr * sqrt((1-b2^t)(rho_t-4)/(rho_inf-4)(rho_t-2)/rho_t
+ *                         * rho_inf/(rho_inf-2)) / (1-b1^t),  dscale = 1,
+ * once rho_t >= 5; before, it is SGD with momentum: step_size = lr/(1-b1^t)
+ * and no denominator. Returns whether this step has no denominator. */
+static int rectified(const adamcore_family_hyper *h, double *step_size, double *dscale)
+{
+    const double t = (double)h->step, b2t = pow(h->beta2, t);
+    const double bc1 = 1.0 - pow(h->beta1, t);
+    const double rho_inf = 2.0 / (1.0 - h->beta2) - 1.0;
+    const double rho = rho_inf - 2.0 * t * b2t / (1.0 - b2t);
+    *dscale = 1.0;
+    if (rho >= 5.0) {
+        *step_size = h->lr * sqrt((1.0 - b2t) * (rho - 4.0) / (rho_inf - 4.0) * (rho - 2.0) /
+                                  rho * rho_inf / (rho_inf - 2.0)) / bc1;
+        return 0;
+    }
+    *step_size = h->lr / bc1;
+    return 1;
+}
+
 static int loop_flags(const adamcore_family_hyper *h)
 {
     const int decoupled = h->kind == ADAMCORE_ADABELIEF && h->decoupled;
@@ -49,6 +72,10 @@ static int loop_flags(const adamcore_family_hyper *h)
     if (h->kind == ADAMCORE_RMSPROP)
         f |= (h->momentum != 0.0 ? FAM_MOMENTUM : 0) | (h->centered ? FAM_CENTERED : 0);
     if (h->kind == ADAMCORE_ADABELIEF && h->amsgrad) f |= FAM_AMSGRAD;
+    if (h->kind == ADAMCORE_ADABELIEF && h->rectify) {
+        double step_size, dscale;
+        if (rectified(h, &step_size, &dscale)) f |= FAM_NO_DENOM;
+    }
     return f;
 }
 
@@ -77,6 +104,7 @@ static adamcore_family_scalars_f64 family_scalars(const adamcore_family_hyper *h
         s.dscale = 1.0 / sqrt(bc2);
         s.step_size = h->lr / bc1;
         s.decay = 1.0 - h->lr * h->weight_decay;
+        if (h->rectify) rectified(h, &s.step_size, &s.dscale);
     }
     return s;
 }

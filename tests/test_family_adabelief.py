@@ -12,6 +12,12 @@ rectify=False, fixed_decay=False). At step t, per element::
     denom = sqrt(s_used)/sqrt(1-b2**t) + eps
     p = p - lr/(1-b1**t) * m/denom
 
+With rectify=True (the reference's RAdam rectification, degenerated_to_sgd),
+rho_inf = 2/(1-b2) - 1 and rho_t = rho_inf - 2 t b2**t/(1-b2**t): while
+rho_t < 5, p = p - lr/(1-b1**t) * m; afterwards
+p = p - lr*r_t/(1-b1**t) * m/(sqrt(s_used) + eps) with
+r_t = sqrt((1-b2**t)(rho_t-4)/(rho_inf-4)(rho_t-2)/rho_t rho_inf/(rho_inf-2)).
+
 ``belief_reference`` below is that text, whole-array NumPy in the param's dtype
 with the per-step scalars in double, in the paper's grouping (a division by
 sqrt(bc2), lr/bc1 applied last) rather than the kernel's; so this is a
@@ -35,7 +41,7 @@ SHAPES = [(17,), (4, 33), (500,)]
 
 def belief_reference(params, grads_per_step, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-16,
                      weight_decay=0.0, amsgrad=False, decoupled_weight_decay=True,
-                     maximize=False):
+                     rectify=False, maximize=False):
     """The update of the module docstring on copies of ``params``; returns
     (params, [state dicts])."""
     b1, b2 = betas
@@ -61,8 +67,18 @@ def belief_reference(params, grads_per_step, *, lr=1e-3, betas=(0.9, 0.999), eps
                 smax = st["max_exp_avg_var"]
                 smax[...] = np.maximum(smax, s)
                 s = smax
-            denom = np.sqrt(s) / math.sqrt(bias2) + eps
-            p -= lr / bias1 * m / denom
+            if not rectify:
+                denom = np.sqrt(s) / math.sqrt(bias2) + eps
+                p -= lr / bias1 * m / denom
+                continue
+            rho_inf = 2.0 / (1.0 - b2) - 1.0
+            rho = rho_inf - 2.0 * t * b2 ** t / bias2
+            if rho < 5.0:
+                p -= lr / bias1 * m
+            else:
+                r = math.sqrt(bias2 * (rho - 4.0) / (rho_inf - 4.0) * (rho - 2.0) / rho
+                              * rho_inf / (rho_inf - 2.0))
+                p -= lr * r / bias1 * m / (np.sqrt(s) + eps)
     return params, state
 
 
@@ -97,6 +113,9 @@ def _configs():
     yield dict(lr=1e-4, betas=(0.0, 0.99), eps=1e-8, amsgrad=True)  # m = g: the belief is eps
     yield dict(lr=1e-2, eps=1e-3, weight_decay=1.0)
     yield dict(lr=1e-2, eps=0.0)
+    yield dict(rectify=True)
+    yield dict(rectify=True, amsgrad=True, weight_decay=0.1, maximize=True)
+    yield dict(rectify=True, betas=(0.5, 0.9), weight_decay=0.1, decoupled_weight_decay=False)
 
 
 CONFIGS = list(_configs())
@@ -179,10 +198,11 @@ def test_large_tensor_matches_paper(dtype, n_threads):
 
 def test_defaults_are_the_reference_implementations():
     """adabelief-pytorch 0.2's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-16,
-    weight_decay 0, weight_decouple True, amsgrad False."""
+    weight_decay 0, weight_decouple True, amsgrad False; rectify off, as in
+    the paper's algorithm (the package turns it on by default)."""
     d = adamcore.AdaBelief([np.zeros(3, np.float32)]).defaults
     assert d == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad=False,
-                     decoupled_weight_decay=True, maximize=False)
+                     decoupled_weight_decay=True, rectify=False, maximize=False)
 
 
 # ---- the "belief": what distinguishes AdaBelief from Adam ---------------------

@@ -436,3 +436,32 @@ def test_optimizer_c_equals_numpy(config, n_threads):
         opts[impl] = opt
     assert_optimizers_equal(opts["c"], opts["numpy"])
     assert len(opts["c"].state) == len(params)
+
+
+RECTIFY_STEPS = 8  # rho_t first reaches 5 at step 6: both rectified branches run
+
+
+@requires_kernel
+@pytest.mark.parametrize("options", [
+    pick("adabelief", amsgrad=False, weight_decay=0.0),
+    pick("adabelief", amsgrad=True, weight_decay=0.1, decoupled=True, maximize=True),
+    pick("adabelief", amsgrad=False, weight_decay=0.1, decoupled=False),
+], ids=opts_id)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_adabelief_rectified(dtype, options):
+    """rectify: steps 1-5 without a denominator, then the rectified step, at
+    every SIMD level and thread count, sizes with every tail and one above
+    the parallel threshold."""
+    options = {**options, "rectify": True}
+    rng = np.random.default_rng([7, np.dtype(dtype).itemsize])
+    problem = make_problem(rng, [0, 1, 17, 33, 1023, PARALLEL_MIN + 5], dtype, options,
+                           steps=RECTIFY_STEPS)
+    expected = reference_run(problem, options, steps=RECTIFY_STEPS)
+    plain = reference_run(problem, {**options, "rectify": False}, steps=RECTIFY_STEPS)
+    assert not np.array_equal(expected[-1]["param"], plain[-1]["param"])
+    for li, level in enumerate(SIMD_LEVELS):
+        for n_threads in THREADS:
+            with simd_level(level):
+                got = run_steps(KERNEL.family_step_buckets, materialize(problem), options,
+                                n_threads, RECTIFY_STEPS)
+            assert_tensors_equal(got, expected, f"{level} t{n_threads}: ")
