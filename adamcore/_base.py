@@ -81,7 +81,7 @@ class Optimizer:
       before that lacks them, and the next step creates them);
     - ``_check_group_options(group)``: range and type checks of one group;
     - ``_state_keys(group)``: the STATE_KEYS a group's options use;
-    - ``_init_state(key, p, group)``: a new state array for param ``p``;
+    - ``_init_value(key, group)``: the value a new state array starts at;
     - ``_bucket(group, lists, grads, step, scale, new_keys)``: one bucket of
       the step, where ``lists`` is ``(params, states, indices)``, ``states``
       one list per STATE_KEYS entry (None where unused), ``step`` the count
@@ -248,12 +248,41 @@ class Optimizer:
             self._steps[lo:hi] = step
         return self._steps
 
+    def _fresh_state(self, grads):
+        """{param index: its state dict with the arrays this step adds} for
+        every param with a grad and missing state; each kind of array is
+        carved for all of them from one buffer (adamcore._alloc)."""
+        wanted, i = {}, 0
+        for group in self.param_groups:
+            keys = self._state_keys(group)
+            for p in group["params"]:
+                st = self._arrays[i]
+                if grads[i] is not None:
+                    for k in keys:
+                        if st is None or k not in st:
+                            wanted.setdefault(k, []).append((i, p, group))
+                    if st is None and not keys:  # a state with a step count only (SGD)
+                        wanted.setdefault(None, []).append((i, p, group))
+                i += 1
+        fresh = {}
+        for k, owners in wanted.items():
+            new = _alloc.zeros_like_aligned([p for _, p, _ in owners]) if k else [None] * len(owners)
+            for (i, _, group), a in zip(owners, new):
+                st = fresh.setdefault(i, dict(self._arrays[i] or {}))
+                if k is not None:
+                    value = self._init_value(k, group)
+                    if value:
+                        a.fill(value)
+                    st[k] = a
+        return fresh
+
     def _step_general(self, grads, scale):
         """One bucket per (group, dtype, step count, state just created);
         state created by this step is kept aside until the step succeeds, so
         a refused step changes nothing."""
-        buckets, stepped, fresh = [], [], {}
+        buckets, stepped = [], []
         steps, arrays = self._synced_steps(), self._arrays
+        fresh = self._fresh_state(grads)
         i = 0
         for group in self.param_groups:
             keys = self._state_keys(group)
@@ -261,11 +290,8 @@ class Optimizer:
             for p in group["params"]:
                 g = grads[i]
                 if g is not None:
-                    st = arrays[i]
-                    new_keys = tuple(k for k in keys if st is None or k not in st)
-                    if st is None or new_keys:
-                        st = fresh[i] = {**(st or {}),
-                                         **{k: self._init_state(k, p, group) for k in new_keys}}
+                    st = fresh.get(i, arrays[i])
+                    new_keys = tuple(k for k in keys if arrays[i] is None or k not in arrays[i])
                     key = (p.dtype.num, int(steps[i]), new_keys)
                     lists = by_key.get(key)
                     if lists is None:
@@ -318,7 +344,8 @@ class Optimizer:
         return _StateView(self)
 
     def _checked_state(self, i, p, group, entry):
-        """(step, arrays) from a saved state entry, checked against param ``p``."""
+        """(step, arrays) from a saved state entry, checked against param ``p``
+        (the saved arrays themselves: load_state_dict copies them)."""
         if not isinstance(entry, dict):
             raise TypeError(f"state[{i}] must be a dict, got {type(entry).__name__}")
         step = entry.get("step")
@@ -339,7 +366,7 @@ class Optimizer:
                         else type(a).__name__)
                 raise ValueError(f"state[{i}]['{key}'] must be a {p.dtype} array of shape "
                                  f"{p.shape} like params[{i}], got {desc}")
-            arrays[key] = _alloc.copy_like_aligned(p, a)
+            arrays[key] = a
         return int(step), arrays
 
     def state_dict(self):
@@ -390,6 +417,12 @@ class Optimizer:
                                  "which no param group lists")
             i, p, group = index[saved_id]
             steps[i], arrays[i] = self._checked_state(i, p, group, entry)
+        for key in self.STATE_KEYS:  # copies, each kind in one buffer (see _fresh_state)
+            owners = [i for i, st in enumerate(arrays) if st is not None and key in st]
+            copies = _alloc.zeros_like_aligned([self._params[i] for i in owners])
+            for i, a in zip(owners, copies):
+                np.copyto(a, arrays[i][key])
+                arrays[i][key] = a
         self.param_groups = groups
         self._arrays, self._steps = arrays, steps
         self._plans = self._build_plans()

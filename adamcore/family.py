@@ -3,7 +3,7 @@
 with the same determinism: every implementation, thread count and SIMD level
 gives the same bits as the NumPy reference (adamcore.reference)."""
 
-from adamcore import _alloc, _base, _impl, _validate
+from adamcore import _base, _impl, _validate
 
 
 class _Family(_base.Optimizer):
@@ -21,8 +21,8 @@ class _Family(_base.Optimizer):
         cls._check_kind_options(group)
 
     @staticmethod
-    def _init_state(key, p, group):
-        return _alloc.zeros_like_aligned(p)
+    def _init_value(key, group):
+        return 0.0
 
     def _bucket(self, group, lists, grads, step, scale, new_keys):
         ps, states, idx = lists
@@ -160,10 +160,8 @@ class Adagrad(_Family):
         _validate.check_eps(group["eps"])
 
     @staticmethod
-    def _init_state(key, p, group):
-        state = _alloc.empty_like_aligned(p)
-        state.fill(group["initial_accumulator_value"])
-        return state
+    def _init_value(key, group):
+        return group["initial_accumulator_value"]
 
     @staticmethod
     def _hyper(group, step, scale, new_keys):

@@ -1,7 +1,7 @@
 """Adam and AdamW optimizer classes with PyTorch's API over NumPy arrays
 (the machinery is adamcore._base.Optimizer's)."""
 
-from adamcore import _alloc, _base, _impl, _validate
+from adamcore import _base, _impl, _validate
 
 
 class Adam(_base.Optimizer):
@@ -63,8 +63,8 @@ class Adam(_base.Optimizer):
         return self.STATE_KEYS if group["amsgrad"] else self._PLAIN_KEYS
 
     @staticmethod
-    def _init_state(key, p, group):
-        return _alloc.zeros_like_aligned(p)
+    def _init_value(key, group):
+        return 0.0
 
     @staticmethod
     def _bucket(group, lists, grads, step, scale, new_keys):

@@ -119,7 +119,7 @@ class Case:
         runs = []
         for p, g in zip(params, grads):
             p, g = p.view(np.float32), g.view(np.float32)
-            runs.append((p, g, _alloc.zeros_like_aligned(p), _alloc.zeros_like_aligned(p)))
+            runs.append((p, g, *_alloc.zeros_like_aligned([p, p])))
         if len(runs) == 1:
             p, g, m, v = runs[0]
             return lambda: kernel.stream_probe(p, g, m, v, threads)
