@@ -211,21 +211,29 @@ def check_buckets(buckets, n_threads):
         check_hyper(hyper)
         _check_lists(bucket, ("params", "grads", "exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs?",
                               "indices?"))
-        dtype = None
-        for k, param in enumerate(params):
-            index = None if indices is None else indices[k]
-            state = [("exp_avg", exp_avgs[k]), ("exp_avg_sq", exp_avg_sqs[k])]
-            if max_exp_avg_sqs is not None:
-                state.append(("max_exp_avg_sq", max_exp_avg_sqs[k]))
-            named += check_tensor(index, param, grads[k], state)
-            if dtype is None:
-                dtype = param.dtype
-            elif param.dtype != dtype:
-                raise TypeError(
-                    f"{_label('param', index)} has dtype {param.dtype} but the other params "
-                    f"of this call have {dtype}; one call steps one dtype"
-                )
+        states = (("exp_avg", exp_avgs), ("exp_avg_sq", exp_avg_sqs),
+                  ("max_exp_avg_sq", max_exp_avg_sqs))
+        named += _check_bucket_tensors(params, grads, states, indices)
     check_no_overlap(named)
+
+
+def _check_bucket_tensors(params, grads, states, indices):
+    """Check every tensor of one bucket (``states``: (name, list or None)
+    pairs) and that they share one dtype; the named arrays, for the overlap
+    check."""
+    named, dtype = [], None
+    for k, param in enumerate(params):
+        index = None if indices is None else indices[k]
+        state = [(name, arrays[k]) for name, arrays in states if arrays is not None]
+        named += check_tensor(index, param, grads[k], state)
+        if dtype is None:
+            dtype = param.dtype
+        elif param.dtype != dtype:
+            raise TypeError(
+                f"{_label('param', index)} has dtype {param.dtype} but the other params "
+                f"of this call have {dtype}; one call steps one dtype"
+            )
+    return named
 
 
 def check_norm_arrays(grads, indices=None):
@@ -332,7 +340,8 @@ def check_family_hyper(hyper):
     else:
         check_betas(hyper["beta1"], hyper["beta2"])
     check_step(hyper["step"])
-    # Every real, used by this kind or not (those it uses are checked above), is read by the binding: all finite.
+    # Every real, used by this kind or not (those it uses are checked above),
+    # is read by the binding: all finite.
     for key in ("weight_decay", "eps", "momentum", "dampening", "alpha", "lr_decay", "beta1",
                 "beta2"):
         if not math.isfinite(_real(key, hyper[key])):
@@ -365,16 +374,5 @@ def check_family_buckets(buckets, n_threads):
             if given and len(states[k]) != len(params):
                 raise ValueError(f"expected {len(params)} {slots[k]} arrays, got "
                                  f"{len(states[k])}")
-        dtype = None
-        for k, param in enumerate(params):
-            index = None if indices is None else indices[k]
-            state = [(slots[j], states[j][k]) for j in range(3) if states[j] is not None]
-            named += check_tensor(index, param, grads[k], state)
-            if dtype is None:
-                dtype = param.dtype
-            elif param.dtype != dtype:
-                raise TypeError(
-                    f"{_label('param', index)} has dtype {param.dtype} but the other params "
-                    f"of this call have {dtype}; one call steps one dtype"
-                )
+        named += _check_bucket_tensors(params, grads, list(zip(slots, states)), indices)
     check_no_overlap(named)
