@@ -13,7 +13,7 @@ takes plain floats and ints only, and defers anything else to _validate.
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t, uintptr_t
-from libc.string cimport memcpy, memset
+from libc.string cimport memcmp, memcpy, memset
 
 cimport numpy as cnp
 
@@ -156,6 +156,7 @@ cdef void _sort_keys(uintptr_t *a, uintptr_t *tmp, Py_ssize_t n) noexcept nogil:
     cdef uintptr_t *src = a
     cdef uintptr_t *dst = tmp
     cdef Py_ssize_t shift
+    cdef uintptr_t varying = 0
     if n <= 32:
         for i in range(1, n):
             key = a[i]
@@ -165,12 +166,14 @@ cdef void _sort_keys(uintptr_t *a, uintptr_t *tmp, Py_ssize_t n) noexcept nogil:
                 j -= 1
             a[j + 1] = key
         return
+    for i in range(n):
+        varying |= a[i] ^ a[0]
     for shift in range(0, <Py_ssize_t>(8 * sizeof(uintptr_t)), 8):
+        if (varying >> shift) & 255 == 0:
+            continue
         memset(count, 0, sizeof(count))
         for i in range(n):
             count[(src[i] >> shift) & 255] += 1
-        if count[(src[0] >> shift) & 255] == n:
-            continue
         total = 0
         for d in range(256):
             c = count[d]
@@ -191,6 +194,17 @@ cdef bint _disjoint(uintptr_t *starts, uintptr_t *ends, uintptr_t *tmp, Py_ssize
     """No two non-empty [start, end) ranges share a byte. Sorting the starts and
     the ends separately is enough: ranges are disjoint iff the (i+1)-th
     smallest start is >= the i-th smallest end, for every i."""
+    cdef Py_ssize_t i, k = _sorted_spans(starts, ends, tmp, n)
+    for i in range(1, k):
+        if starts[i] < ends[i - 1]:
+            return False
+    return True
+
+
+cdef Py_ssize_t _sorted_spans(uintptr_t *starts, uintptr_t *ends, uintptr_t *tmp,
+                             Py_ssize_t n) noexcept nogil:
+    """Drop the empty [start, end) ranges, sort the starts and the ends of the
+    rest separately, in place; returns how many remain."""
     cdef Py_ssize_t i, k = 0
     for i in range(n):
         if ends[i] > starts[i]:
@@ -199,10 +213,108 @@ cdef bint _disjoint(uintptr_t *starts, uintptr_t *ends, uintptr_t *tmp, Py_ssize
             k += 1
     _sort_keys(starts, tmp, k)
     _sort_keys(ends, tmp, k)
-    for i in range(1, k):
-        if starts[i] < ends[i - 1]:
+    return k
+
+
+cdef bint _merged_disjoint(const uintptr_t *a_starts, const uintptr_t *a_ends, Py_ssize_t na,
+                           const uintptr_t *b_starts, const uintptr_t *b_ends,
+                           Py_ssize_t nb) noexcept nogil:
+    """_disjoint's test over the union of two sets of sorted starts and ends,
+    merged on the fly: the (t+1)-th smallest start is >= the t-th smallest end."""
+    cdef Py_ssize_t t, i = 0, j = 0, p = 0, q = 0
+    cdef uintptr_t start, last_end = 0
+    for t in range(na + nb):
+        if j >= nb or (i < na and a_starts[i] <= b_starts[j]):
+            start = a_starts[i]
+            i += 1
+        else:
+            start = b_starts[j]
+            j += 1
+        if t > 0 and start < last_end:
             return False
+        if q >= nb or (p < na and a_ends[p] <= b_ends[q]):
+            last_end = a_ends[p]
+            p += 1
+        else:
+            last_end = b_ends[q]
+            q += 1
     return True
+
+
+cdef class _Spans:
+    """Byte spans of buffers, as passed (row order) and sorted. An optimizer
+    keeps the last step's in its scratch dict (see _step_disjoint)."""
+    cdef uintptr_t *raw  # n starts, then n ends, in row order
+    cdef uintptr_t *starts
+    cdef uintptr_t *ends
+    cdef Py_ssize_t n, k
+    cdef object disjoint_from  # grads' spans: the state spans they were checked against
+
+    def __dealloc__(self):
+        PyMem_Free(self.raw)
+
+    cdef bint same(self, const uintptr_t *starts, const uintptr_t *ends, Py_ssize_t n) noexcept:
+        return (n == self.n and memcmp(self.raw, starts, n * sizeof(uintptr_t)) == 0
+                and memcmp(self.raw + n, ends, n * sizeof(uintptr_t)) == 0)
+
+
+cdef _Spans _new_spans(const uintptr_t *starts, const uintptr_t *ends, Py_ssize_t n,
+                       uintptr_t *tmp):
+    cdef _Spans s = _Spans.__new__(_Spans)
+    s.raw = <uintptr_t *>PyMem_Malloc(max(4 * n, 1) * sizeof(uintptr_t))
+    if s.raw == NULL:
+        raise MemoryError()
+    s.n = n
+    memcpy(s.raw, starts, n * sizeof(uintptr_t))
+    memcpy(s.raw + n, ends, n * sizeof(uintptr_t))
+    s.starts = s.raw + 2 * n
+    s.ends = s.raw + 3 * n
+    memcpy(s.starts, starts, n * sizeof(uintptr_t))
+    memcpy(s.ends, ends, n * sizeof(uintptr_t))
+    s.k = _sorted_spans(s.starts, s.ends, tmp, n)
+    return s
+
+
+# The scratch dict's keys for the kept _Spans of params and state, and of grads.
+_SPANS = "adamcore._kernel spans"
+_GRAD_SPANS = "adamcore._kernel grad spans"
+
+
+cdef bint _step_disjoint(uintptr_t *starts, uintptr_t *ends, Py_ssize_t n,
+                         uintptr_t *grad_starts, uintptr_t *grad_ends, Py_ssize_t n_grads,
+                         uintptr_t *tmp, object scratch) except -1:
+    """No two buffers of a step overlap: params and state (``starts``,
+    ``ends``) and grads. ``scratch`` is None (everything is sorted in place)
+    or an optimizer's dict, which keeps the last spans (replaced, never
+    changed, so concurrent steps may share them). An optimizer's params and
+    state stay put, so their spans are sorted again only when they moved; its
+    grads often land at the same addresses step after step (the allocator
+    reuses the last step's blocks), and spans already found disjoint from the
+    same state spans need no sort at all."""
+    cdef _Spans kept = None, kept_grads
+    cdef Py_ssize_t k
+    cdef bint ok
+    if type(scratch) is not dict:
+        k = _sorted_spans(starts, ends, tmp, n)
+        return _merged_disjoint(starts, ends, k, grad_starts, grad_ends,
+                                _sorted_spans(grad_starts, grad_ends, tmp, n_grads))
+    found = (<dict>scratch).get(_SPANS)
+    if type(found) is _Spans and (<_Spans>found).same(starts, ends, n):
+        kept = <_Spans>found
+    else:
+        kept = _new_spans(starts, ends, n, tmp)
+        (<dict>scratch)[_SPANS] = kept
+    found = (<dict>scratch).get(_GRAD_SPANS)
+    if (type(found) is _Spans and (<_Spans>found).disjoint_from is kept
+            and (<_Spans>found).same(grad_starts, grad_ends, n_grads)):
+        return True
+    kept_grads = _new_spans(grad_starts, grad_ends, n_grads, tmp)
+    ok = _merged_disjoint(kept.starts, kept.ends, kept.k, kept_grads.starts, kept_grads.ends,
+                          kept_grads.k)
+    if ok:
+        kept_grads.disjoint_from = kept
+        (<dict>scratch)[_GRAD_SPANS] = kept_grads
+    return ok
 
 
 cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
@@ -252,28 +364,34 @@ cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeabl
     """obj matches param in type, dtype, shape and layout; record its byte span."""
     cdef cnp.ndarray a
     cdef int flags, k
+    cdef cnp.npy_intp dim, nbytes
     if not cnp.PyArray_Check(obj):
         return False
     a = <cnp.ndarray>obj
     flags = cnp.PyArray_FLAGS(a)
     if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(param):
         return False
+    nbytes = cnp.PyArray_ITEMSIZE(a)
     for k in range(cnp.PyArray_NDIM(a)):
-        if cnp.PyArray_DIM(a, k) != cnp.PyArray_DIM(param, k):
+        dim = cnp.PyArray_DIM(a, k)
+        if dim != cnp.PyArray_DIM(param, k):
             return False
+        nbytes *= dim  # cannot overflow: NumPy bounds an array's bytes
     if not (flags & order_flag) or not (flags & cnp.NPY_ARRAY_ALIGNED) or not cnp.PyArray_ISNOTSWAPPED(a):
         return False
     if writeable and not (flags & cnp.NPY_ARRAY_WRITEABLE):
         return False
     start[0] = <uintptr_t>cnp.PyArray_DATA(a)
-    end[0] = start[0] + <uintptr_t>cnp.PyArray_NBYTES(a)
+    end[0] = start[0] + <uintptr_t>nbytes
     return True
 
 
 cdef bint _bucket_ok(tuple bucket, Py_ssize_t cap, adamcore_tensor *table, uintptr_t *starts,
-                     uintptr_t *ends, Py_ssize_t *n_spans, int *typenum) noexcept:
+                     uintptr_t *ends, Py_ssize_t *n_spans, uintptr_t *grad_starts,
+                     uintptr_t *grad_ends, int *typenum) noexcept:
     """Check one bucket's arrays and fill its rows of the tensor table, which
-    has room for ``cap`` more rows."""
+    has room for ``cap`` more rows: the param and state spans are appended at
+    ``starts[n_spans]``, the grads' go to ``grad_starts[row]``."""
     cdef list params, grads, ms, vs
     cdef object vmaxs
     cdef cnp.ndarray p
@@ -307,17 +425,17 @@ cdef bint _bucket_ok(tuple bucket, Py_ssize_t cap, adamcore_tensor *table, uintp
         order_flag = cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS else cnp.NPY_ARRAY_F_CONTIGUOUS
         n0 = n_spans[0]
         if not (_array_ok(p, p, order_flag, True, &starts[n0], &ends[n0])
-                and _array_ok(grads[k], p, order_flag, False, &starts[n0 + 1], &ends[n0 + 1])
-                and _array_ok(ms[k], p, order_flag, True, &starts[n0 + 2], &ends[n0 + 2])
-                and _array_ok(vs[k], p, order_flag, True, &starts[n0 + 3], &ends[n0 + 3])):
+                and _array_ok(grads[k], p, order_flag, False, &grad_starts[k], &grad_ends[k])
+                and _array_ok(ms[k], p, order_flag, True, &starts[n0 + 1], &ends[n0 + 1])
+                and _array_ok(vs[k], p, order_flag, True, &starts[n0 + 2], &ends[n0 + 2])):
             return False
         table[k].param = <void *>starts[n0]
-        table[k].grad = <const void *>starts[n0 + 1]
-        table[k].exp_avg = <void *>starts[n0 + 2]
-        table[k].exp_avg_sq = <void *>starts[n0 + 3]
+        table[k].grad = <const void *>grad_starts[k]
+        table[k].exp_avg = <void *>starts[n0 + 1]
+        table[k].exp_avg_sq = <void *>starts[n0 + 2]
         table[k].max_exp_avg_sq = NULL
         table[k].n = cnp.PyArray_SIZE(p)
-        n_spans[0] += 4
+        n_spans[0] += 3
         if vmaxs is not None:
             n0 = n_spans[0]
             if not _array_ok((<list>vmaxs)[k], p, order_flag, True, &starts[n0], &ends[n0]):
@@ -331,8 +449,13 @@ cdef bint _bucket_ok(tuple bucket, Py_ssize_t cap, adamcore_tensor *table, uintp
 
 def adam_step_buckets(buckets, n_threads=None, scratch=None):
     """Validate the whole step, then run each bucket as one GIL-free C call.
-    ``scratch`` is ignored: it is the NumPy reference's, whose signature this
-    shares."""
+    ``scratch`` (the signature of the NumPy reference, whose buffers it holds)
+    is None or an optimizer's dict, where the sorted spans of its params and
+    state are kept between steps (see _step_disjoint).
+
+    ``keys`` holds, for n tensors: the param and state spans' starts [0, 4n)
+    and ends [4n, 8n), the grads' starts [8n, 9n) and ends [9n, 10n), and the
+    sort's work space [10n, 14n)."""
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
     cdef adamcore_tensor *table = NULL
@@ -351,7 +474,7 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
         n_tensors += len(<list>bucket[0])
     nt = resolve_n_threads(n_threads)
     table = <adamcore_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_tensor))
-    keys = <uintptr_t *>PyMem_Malloc(max(15 * n_tensors, 1) * sizeof(uintptr_t))
+    keys = <uintptr_t *>PyMem_Malloc(max(14 * n_tensors, 1) * sizeof(uintptr_t))
     hypers = <adamcore_adam_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_adam_hyper))
     typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
     counts = <Py_ssize_t *>PyMem_Malloc(max(len(buckets), 1) * sizeof(Py_ssize_t))
@@ -363,13 +486,15 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
             hyper = bucket[6]
             if type(hyper) is not tuple or not _hyper_ok(hyper):
                 _validate.check_hyper(hyper)  # raises, or accepts what the fast check left out
-            if not _bucket_ok(bucket, n_tensors - row, table + row, keys, keys + 5 * n_tensors,
-                              &n_spans, &typenums[b]):
+            if not _bucket_ok(bucket, n_tensors - row, table + row, keys, keys + 4 * n_tensors,
+                              &n_spans, keys + 8 * n_tensors + row, keys + 9 * n_tensors + row,
+                              &typenums[b]):
                 ok = False
                 break
             counts[b] = len(<list>bucket[0])
             row += counts[b]
-        ok = ok and _disjoint(keys, keys + 5 * n_tensors, keys + 10 * n_tensors, n_spans)
+        ok = ok and _step_disjoint(keys, keys + 4 * n_tensors, n_spans, keys + 8 * n_tensors,
+                                   keys + 9 * n_tensors, row, keys + 10 * n_tensors, scratch)
         if not ok:
             _validate.check_buckets(buckets, n_threads)
             raise RuntimeError("adamcore internal error: the C checks refused a step that "
@@ -512,10 +637,11 @@ cdef int _required_slots(const adamcore_family_hyper *h) noexcept:
 
 cdef bint _family_bucket_ok(tuple bucket, int slots, Py_ssize_t cap,
                             adamcore_family_tensor *table, uintptr_t *starts, uintptr_t *ends,
-                            Py_ssize_t *n_spans, int *typenum) noexcept:
+                            Py_ssize_t *n_spans, uintptr_t *grad_starts, uintptr_t *grad_ends,
+                            int *typenum) noexcept:
     """Check one family bucket's arrays (``slots``: the state slots its
-    hyperparameters use) and fill its rows of the tensor table, which has
-    room for ``cap`` more rows."""
+    hyperparameters use) and fill its rows of the tensor table, as
+    _bucket_ok does."""
     cdef list params, grads
     cdef object states
     cdef cnp.ndarray p
@@ -552,12 +678,12 @@ cdef bint _family_bucket_ok(tuple bucket, int slots, Py_ssize_t cap,
         order_flag = cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS else cnp.NPY_ARRAY_F_CONTIGUOUS
         n0 = n_spans[0]
         if not (_array_ok(p, p, order_flag, True, &starts[n0], &ends[n0])
-                and _array_ok(grads[k], p, order_flag, False, &starts[n0 + 1], &ends[n0 + 1])):
+                and _array_ok(grads[k], p, order_flag, False, &grad_starts[k], &grad_ends[k])):
             return False
         table[k].param = <void *>starts[n0]
-        table[k].grad = <const void *>starts[n0 + 1]
+        table[k].grad = <const void *>grad_starts[k]
         table[k].n = cnp.PyArray_SIZE(p)
-        n_spans[0] += 2
+        n_spans[0] += 1
         for j in range(3):
             table[k].state[j] = NULL
             slot = (<tuple>states)[j]
@@ -573,7 +699,7 @@ cdef bint _family_bucket_ok(tuple bucket, int slots, Py_ssize_t cap,
 def family_step_buckets(buckets, n_threads=None, scratch=None):
     """The optimizer family's step (see adamcore._validate): validate every
     bucket, then run each as one GIL-free C call (csrc/family_step.c).
-    ``scratch`` is ignored, as in adam_step_buckets."""
+    ``scratch`` and ``keys`` as in adam_step_buckets."""
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
     cdef adamcore_family_tensor *table = NULL
@@ -592,7 +718,7 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
         n_tensors += len(<list>bucket[0])
     nt = resolve_n_threads(n_threads)
     table = <adamcore_family_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_family_tensor))
-    keys = <uintptr_t *>PyMem_Malloc(max(15 * n_tensors, 1) * sizeof(uintptr_t))
+    keys = <uintptr_t *>PyMem_Malloc(max(14 * n_tensors, 1) * sizeof(uintptr_t))
     hypers = <adamcore_family_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_family_hyper))
     typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
     counts = <Py_ssize_t *>PyMem_Malloc(max(len(buckets), 1) * sizeof(Py_ssize_t))
@@ -605,13 +731,15 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
                 _validate.check_family_hyper(hyper)  # raises, or accepts what the fast check left out
             _to_family_hyper(hyper, &hypers[b])
             if not _family_bucket_ok(buckets[b], _required_slots(&hypers[b]), n_tensors - row,
-                                     table + row, keys, keys + 5 * n_tensors, &n_spans,
+                                     table + row, keys, keys + 4 * n_tensors, &n_spans,
+                                     keys + 8 * n_tensors + row, keys + 9 * n_tensors + row,
                                      &typenums[b]):
                 ok = False
                 break
             counts[b] = len(<list>buckets[b][0])
             row += counts[b]
-        ok = ok and _disjoint(keys, keys + 5 * n_tensors, keys + 10 * n_tensors, n_spans)
+        ok = ok and _step_disjoint(keys, keys + 4 * n_tensors, n_spans, keys + 8 * n_tensors,
+                                   keys + 9 * n_tensors, row, keys + 10 * n_tensors, scratch)
         if not ok:
             _validate.check_family_buckets(buckets, n_threads)
             raise RuntimeError("adamcore internal error: the C checks refused a step that "
