@@ -88,7 +88,10 @@ class Optimizer:
       after this step, ``scale`` the clipping factor and ``new_keys`` the
       state created for these params by this step;
     - ``_stepper(impl)``: the function running its buckets with ``impl``
-      (adamcore._impl), called as ``f(buckets, n_threads, scratch)``.
+      (adamcore._impl), called as ``f(buckets, n_threads, scratch)``;
+    - ``_planned_stepper(impl)`` (optional): the fast path's function, called
+      as ``f(self, grads, scale)``, which a subclass may take from the C
+      extension (default: _step_planned).
     """
 
     STATE_KEYS = ()
@@ -111,6 +114,7 @@ class Optimizer:
         self.n_threads = n_threads
         self._impl_name = _impl.resolve(impl)
         self._run = self._stepper(self._impl_name)
+        self._planned = self._planned_stepper(self._impl_name)
         self.param_groups = []
         self._params = []
         self._arrays = []                    # per param: its state arrays, or None
@@ -181,13 +185,14 @@ class Optimizer:
         clip_grad_norm_``) without writing them. Otherwise non-finite grads
         propagate into the params, as in PyTorch."""
         n = len(self._params)
-        if isinstance(grads, np.ndarray):
-            if n != 1:
-                raise TypeError(f"step() got one array but the optimizer has {n} params; "
-                                "pass a list of grads in param order")
-            grads = [grads]
-        elif type(grads) is not list:
-            grads = list(grads)
+        if type(grads) is not list:
+            if isinstance(grads, np.ndarray):
+                if n != 1:
+                    raise TypeError(f"step() got one array but the optimizer has {n} params; "
+                                    "pass a list of grads in param order")
+                grads = [grads]
+            else:
+                grads = list(grads)
         if len(grads) != n:
             raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
         scale = 1.0
@@ -201,7 +206,7 @@ class Optimizer:
             if self.skip_nonfinite and nonfinite:
                 self.skipped_steps += 1
                 return False
-        if self._plans is None or not self._step_planned(grads, scale):
+        if self._plans is None or not self._planned(self, grads, scale):
             self._step_general(grads, scale)
         return True
 
@@ -220,12 +225,16 @@ class Optimizer:
             grads[i] = grad
         self.step(grads)
 
+    @classmethod
+    def _planned_stepper(cls, impl):
+        return cls._step_planned  # a plain function: no reference cycle
+
     def _step_planned(self, grads, scale):
         """The fast path (module docstring); False, with nothing done, when a
         grad is None or a group's options now use other state."""
-        buckets = []
-        whole = len(self._plans) == 1
-        for group, plan in zip(self.param_groups, self._plans):
+        buckets, plans = [], self._plans
+        whole = len(plans) == 1
+        for group, plan in zip(self.param_groups, plans):
             lo, hi, keys, lists, step = plan
             if self._state_keys(group) != keys:
                 return False
@@ -238,7 +247,7 @@ class Optimizer:
             if any(g is None for g in grads):  # refused before any change: go general
                 return False
             raise
-        for plan in self._plans:
+        for plan in plans:
             plan[4] += 1
         return True
 

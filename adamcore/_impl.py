@@ -71,6 +71,11 @@ def adam_stepper(impl):
     return _kernel.adam_step_buckets if impl == "c" else reference.adam_step_buckets
 
 
+def adam_planned_stepper():
+    """The C extension's Adam fast path (adamcore._base.Optimizer._planned_stepper)."""
+    return _kernel.adam_planned_step
+
+
 def family_stepper(impl):
     """``adam_stepper`` for the optimizer family's buckets."""
     return _kernel.family_step_buckets if impl == "c" else reference.family_step_buckets

@@ -10,6 +10,8 @@ checks accept exactly what _validate accepts; the hyperparameter fast path
 takes plain floats and ints only, and defers anything else to _validate.
 """
 
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, isfinite
 from libc.stdint cimport int64_t, uintptr_t
@@ -133,11 +135,15 @@ def set_simd_level(name):
 cpdef int resolve_n_threads(object n_threads) except -1:
     """None: OpenMP's limit; n >= 1: n; n < 0: limit + 1 + n, at least 1."""
     cdef long n
+    cdef int overflow = 0
     if n_threads is None:
         return adamcore_max_threads()
-    if type(n_threads) is not int or n_threads == 0:
+    if type(n_threads) is not int:
+        _validate.check_n_threads(n_threads)  # raises, or accepts an integer type
+    n = PyLong_AsLongAndOverflow(n_threads, &overflow)
+    if n == 0 and not overflow:
         _validate.check_n_threads(n_threads)
-    n = max(min(n_threads, 1 << 20), -(1 << 20))
+    n = (1 << 20) * overflow if overflow else max(min(n, 1 << 20), -(1 << 20))
     if n < 0:
         n = adamcore_max_threads() + 1 + n
         return n if n > 1 else 1
@@ -332,6 +338,16 @@ cdef inline bint _real_ok(object x, double lo, double hi) noexcept:
     return isfinite(d) and d >= lo and d < hi
 
 
+cdef inline double _as_double(object x) except? -1.0:
+    """float(x), without a call for a plain float."""
+    return PyFloat_AS_DOUBLE(x) if type(x) is float else float(x)
+
+
+cdef inline int64_t _as_int64(object x) except? -1:
+    """int(x), without a call for a plain int (a checked step fits)."""
+    return <int64_t>x if type(x) is int else <int64_t>int(x)
+
+
 cdef bint _hyper_ok(tuple hyper) noexcept:
     if len(hyper) != 10:
         return False
@@ -346,13 +362,13 @@ cdef bint _hyper_ok(tuple hyper) noexcept:
 
 cdef void _to_hyper(tuple hyper, bint amsgrad, adamcore_adam_hyper *h) except *:
     lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale = hyper
-    h.lr = float(lr)
-    h.grad_scale = float(grad_scale)
-    h.beta1 = float(beta1)
-    h.beta2 = float(beta2)
-    h.eps = float(eps)
-    h.weight_decay = float(weight_decay)
-    h.step = int(step)
+    h.lr = _as_double(lr)
+    h.grad_scale = _as_double(grad_scale)
+    h.beta1 = _as_double(beta1)
+    h.beta2 = _as_double(beta2)
+    h.eps = _as_double(eps)
+    h.weight_decay = _as_double(weight_decay)
+    h.step = _as_int64(step)
     h.decoupled = bool(decoupled)
     h.maximize = bool(maximize)
     h.amsgrad = amsgrad
@@ -447,6 +463,52 @@ cdef bint _bucket_ok(tuple bucket, Py_ssize_t cap, adamcore_tensor *table, uintp
 
 # ---- the step ------------------------------------------------------------
 
+cdef enum:
+    _STACK_WORDS = 512  # 4 KiB: a step this small needs no heap (a few tensors)
+    _STACK_BYTES = 8 * _STACK_WORDS
+
+
+cdef struct _Work:
+    # One step's tables, carved from one block: ``hypers`` (one per bucket),
+    # ``table`` (one row per tensor), ``keys`` (14 per tensor, see
+    # adam_step_buckets), ``counts`` and ``typenums`` (one per bucket).
+    void *hypers
+    void *table
+    uintptr_t *keys
+    Py_ssize_t *counts
+    int *typenums
+    void *heap  # the block when it is not the caller's stack buffer
+
+
+cdef int _work_init(_Work *w, Py_ssize_t n_tensors, Py_ssize_t n_buckets, size_t row_size,
+                    size_t hyper_size, char *stack) except -1:
+    """Carve ``w`` from ``stack`` (_STACK_BYTES long) when it fits, else from
+    one heap block (freed by _work_free). Every size is a multiple of 8 but
+    the last, so every part stays aligned."""
+    cdef size_t a = max(n_buckets, 1) * hyper_size
+    cdef size_t b = a + max(n_tensors, 1) * row_size
+    cdef size_t c = b + max(14 * n_tensors, 1) * sizeof(uintptr_t)
+    cdef size_t d = c + max(n_buckets, 1) * sizeof(Py_ssize_t)
+    cdef size_t total = d + max(n_buckets, 1) * sizeof(int)
+    cdef char *block = stack
+    w.heap = NULL
+    if total > _STACK_BYTES:
+        w.heap = PyMem_Malloc(total)
+        if w.heap == NULL:
+            raise MemoryError()
+        block = <char *>w.heap
+    w.hypers = block
+    w.table = block + a
+    w.keys = <uintptr_t *>(block + b)
+    w.counts = <Py_ssize_t *>(block + c)
+    w.typenums = <int *>(block + d)
+    return 0
+
+
+cdef inline void _work_free(_Work *w) noexcept:
+    PyMem_Free(w.heap)
+
+
 def adam_step_buckets(buckets, n_threads=None, scratch=None):
     """Validate the whole step, then run each bucket as one GIL-free C call.
     ``scratch`` (the signature of the NumPy reference, whose buffers it holds)
@@ -458,11 +520,13 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
     sort's work space [10n, 14n)."""
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
-    cdef adamcore_tensor *table = NULL
-    cdef uintptr_t *keys = NULL
-    cdef adamcore_adam_hyper *hypers = NULL
-    cdef int *typenums = NULL
-    cdef Py_ssize_t *counts = NULL
+    cdef _Work w
+    cdef double stack[_STACK_WORDS]  # 8-byte aligned, for the tables
+    cdef adamcore_tensor *table
+    cdef uintptr_t *keys
+    cdef adamcore_adam_hyper *hypers
+    cdef int *typenums
+    cdef Py_ssize_t *counts
     cdef bint ok = True
     if type(buckets) is not list:
         _validate.check_buckets(buckets, n_threads)
@@ -473,14 +537,11 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
             raise TypeError("each bucket must be a tuple of 7 items (see adamcore._validate)")
         n_tensors += len(<list>bucket[0])
     nt = resolve_n_threads(n_threads)
-    table = <adamcore_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_tensor))
-    keys = <uintptr_t *>PyMem_Malloc(max(14 * n_tensors, 1) * sizeof(uintptr_t))
-    hypers = <adamcore_adam_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_adam_hyper))
-    typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
-    counts = <Py_ssize_t *>PyMem_Malloc(max(len(buckets), 1) * sizeof(Py_ssize_t))
+    _work_init(&w, n_tensors, len(buckets), sizeof(adamcore_tensor),
+               sizeof(adamcore_adam_hyper), <char *>stack)
+    table, keys, hypers = <adamcore_tensor *>w.table, w.keys, <adamcore_adam_hyper *>w.hypers
+    typenums, counts = w.typenums, w.counts
     try:
-        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL or counts == NULL:
-            raise MemoryError()
         for b in range(len(buckets)):
             bucket = buckets[b]
             hyper = bucket[6]
@@ -514,11 +575,7 @@ def adam_step_buckets(buckets, n_threads=None, scratch=None):
                 raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
             row += count
     finally:
-        PyMem_Free(table)
-        PyMem_Free(keys)
-        PyMem_Free(hypers)
-        PyMem_Free(typenums)
-        PyMem_Free(counts)
+        _work_free(&w)
 
 
 def adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, beta1, beta2,
@@ -572,6 +629,46 @@ def adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr, be
         raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
 
 
+# ---- Adam's planned step --------------------------------------------------
+
+def adam_planned_step(opt, grads, scale):
+    """adamcore._base.Optimizer._step_planned with Adam._bucket, compiled:
+    the same buckets, from the same group options, in the same order, run by
+    adam_step_buckets (Adam.step's fixed cost was mostly these two Python
+    functions). False, with nothing done, when a grad is None or a group's
+    amsgrad no longer matches its plan's state."""
+    cdef list plans = opt._plans
+    cdef list groups = opt.param_groups
+    cdef Py_ssize_t k, lo, hi, n = min(len(plans), len(groups))
+    cdef bint whole = len(plans) == 1
+    cdef list buckets = []
+    cdef list plan
+    for k in range(n):
+        group, plan = groups[k], plans[k]
+        lo, hi, keys, lists, step = plan
+        if bool(group["amsgrad"]) != (len(<tuple>keys) == 3):  # Adam._state_keys
+            return False
+        if lo < hi:
+            ps, (ms, vs, vmaxs), idx = lists
+            betas = group["betas"]
+            if type(betas) is not tuple or len(<tuple>betas) != 2:
+                return False  # the general path words the error, or takes a list
+            beta1, beta2 = betas
+            buckets.append((ps, grads if whole else grads[lo:hi], ms, vs, vmaxs, idx,
+                            (group["lr"], beta1, beta2, group["eps"], group["weight_decay"],
+                             step + 1, bool(group["decoupled_weight_decay"]),
+                             bool(group["maximize"]), group["eps_mode"], scale)))
+    try:
+        adam_step_buckets(buckets, opt.n_threads, opt._scratch)
+    except TypeError:
+        if any(g is None for g in grads):  # refused before any change: go general
+            return False
+        raise
+    for plan in plans:
+        plan[4] += 1
+    return True
+
+
 # ---- the optimizer family ------------------------------------------------
 
 _KINDS = {"sgd": ADAMCORE_SGD, "rmsprop": ADAMCORE_RMSPROP, "adagrad": ADAMCORE_ADAGRAD,
@@ -604,17 +701,17 @@ cdef bint _family_hyper_ok(dict h) noexcept:
 
 cdef void _to_family_hyper(dict h, adamcore_family_hyper *out) except *:
     out.kind = _KINDS[h["kind"]]
-    out.lr = float(h["lr"])
-    out.weight_decay = float(h["weight_decay"])
-    out.grad_scale = float(h["grad_scale"])
-    out.eps = float(h["eps"])
-    out.momentum = float(h["momentum"])
-    out.dampening = float(h["dampening"])
-    out.alpha = float(h["alpha"])
-    out.lr_decay = float(h["lr_decay"])
-    out.beta1 = float(h["beta1"])
-    out.beta2 = float(h["beta2"])
-    out.step = int(h["step"])
+    out.lr = _as_double(h["lr"])
+    out.weight_decay = _as_double(h["weight_decay"])
+    out.grad_scale = _as_double(h["grad_scale"])
+    out.eps = _as_double(h["eps"])
+    out.momentum = _as_double(h["momentum"])
+    out.dampening = _as_double(h["dampening"])
+    out.alpha = _as_double(h["alpha"])
+    out.lr_decay = _as_double(h["lr_decay"])
+    out.beta1 = _as_double(h["beta1"])
+    out.beta2 = _as_double(h["beta2"])
+    out.step = _as_int64(h["step"])
     out.maximize = bool(h["maximize"])
     out.nesterov = bool(h["nesterov"])
     out.first = bool(h["first"])
@@ -702,11 +799,13 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
     ``scratch`` and ``keys`` as in adam_step_buckets."""
     cdef Py_ssize_t n_tensors = 0, n_spans = 0, b, row = 0, count
     cdef int nt, status, typenum
-    cdef adamcore_family_tensor *table = NULL
-    cdef uintptr_t *keys = NULL
-    cdef adamcore_family_hyper *hypers = NULL
-    cdef int *typenums = NULL
-    cdef Py_ssize_t *counts = NULL
+    cdef _Work w
+    cdef double stack[_STACK_WORDS]  # 8-byte aligned, for the tables
+    cdef adamcore_family_tensor *table
+    cdef uintptr_t *keys
+    cdef adamcore_family_hyper *hypers
+    cdef int *typenums
+    cdef Py_ssize_t *counts
     cdef bint ok = True
     if type(buckets) is not list:
         _validate.check_family_buckets(buckets, n_threads)
@@ -717,14 +816,11 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
             raise TypeError("each family bucket must be a tuple of 5 items (see adamcore._validate)")
         n_tensors += len(<list>bucket[0])
     nt = resolve_n_threads(n_threads)
-    table = <adamcore_family_tensor *>PyMem_Malloc(max(n_tensors, 1) * sizeof(adamcore_family_tensor))
-    keys = <uintptr_t *>PyMem_Malloc(max(14 * n_tensors, 1) * sizeof(uintptr_t))
-    hypers = <adamcore_family_hyper *>PyMem_Malloc(max(len(buckets), 1) * sizeof(adamcore_family_hyper))
-    typenums = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
-    counts = <Py_ssize_t *>PyMem_Malloc(max(len(buckets), 1) * sizeof(Py_ssize_t))
+    _work_init(&w, n_tensors, len(buckets), sizeof(adamcore_family_tensor),
+               sizeof(adamcore_family_hyper), <char *>stack)
+    table, keys, hypers = <adamcore_family_tensor *>w.table, w.keys, <adamcore_family_hyper *>w.hypers
+    typenums, counts = w.typenums, w.counts
     try:
-        if table == NULL or keys == NULL or hypers == NULL or typenums == NULL or counts == NULL:
-            raise MemoryError()
         for b in range(len(buckets)):
             hyper = buckets[b][4]
             if type(hyper) is not dict or not _family_hyper_ok(hyper):
@@ -757,11 +853,7 @@ def family_step_buckets(buckets, n_threads=None, scratch=None):
                 raise RuntimeError(f"adamcore internal error: the C kernel returned {status}")
             row += count
     finally:
-        PyMem_Free(table)
-        PyMem_Free(keys)
-        PyMem_Free(hypers)
-        PyMem_Free(typenums)
-        PyMem_Free(counts)
+        _work_free(&w)
 
 
 # ---- gradient norms ------------------------------------------------------

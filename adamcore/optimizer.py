@@ -69,7 +69,10 @@ class Adam(_base.Optimizer):
     @staticmethod
     def _bucket(group, lists, grads, step, scale, new_keys):
         ps, (ms, vs, vmaxs), idx = lists
-        beta1, beta2 = group["betas"]
+        betas = group["betas"]
+        if type(betas) is not tuple or len(betas) != 2:
+            _base.check_betas(betas)  # set in param_groups after construction
+        beta1, beta2 = betas
         return (ps, grads, ms, vs, vmaxs, idx,
                 (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
                  bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
@@ -78,6 +81,14 @@ class Adam(_base.Optimizer):
     @staticmethod
     def _stepper(impl):
         return _impl.adam_stepper(impl)
+
+    @classmethod
+    def _planned_stepper(cls, impl):
+        # _step_planned with _bucket compiled (adamcore._kernel.adam_planned_step);
+        # it builds Adam's buckets itself, so a subclass changing them keeps Python's
+        if impl == "c" and cls._bucket is Adam._bucket and cls._state_keys is Adam._state_keys:
+            return _impl.adam_planned_stepper()
+        return super()._planned_stepper(impl)
 
 
 class AdamW(Adam):

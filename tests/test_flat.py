@@ -194,6 +194,8 @@ def test_a_flat_step_hands_the_implementation_one_array(monkeypatch, impl):
             real(impl_)(buckets, *args)
         return run
     monkeypatch.setattr(_impl, "adam_stepper", counting_stepper)
+    # the compiled fast path calls the kernel directly: count through Python's
+    monkeypatch.setattr(_impl, "adam_planned_stepper", lambda: adamcore._base.Optimizer._step_planned)
     fp = FlatParams({f"layer{k}": (8, 8) for k in range(50)})
     opt = adamcore.Adam([fp.flat], impl=impl)
     for _ in range(3):
