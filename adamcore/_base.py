@@ -13,6 +13,10 @@ O(params): 1000 small tensors step in one C call. The int64 array is brought
 up to date from the plans before anything reads it. Anything else (a None
 grad, a first step, a new group, loaded state, an option that changes which
 state a group needs) takes the general path, which rebuilds the plans after.
+Adam's fast path is also compiled (adamcore._kernel.adam_planned_step), as
+most of a small step's cost was its Python; the optimizer hands the binding
+its scratch dict, where the binding keeps the sorted spans of params and state
+for the overlap check.
 """
 
 import math
