@@ -49,8 +49,7 @@ def check_flags(group, flags):
 
 
 def check_betas(betas):
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    _validate.check_beta_pair(betas)
     _validate.check_betas(*betas)
 
 

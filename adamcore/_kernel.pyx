@@ -256,8 +256,15 @@ cdef class _Spans:
     cdef Py_ssize_t n, k
     cdef object disjoint_from  # grads' spans: the state spans they were checked against
 
+    def __cinit__(self):
+        self.n = -1  # matches nothing until _new_spans fills it
+
     def __dealloc__(self):
         PyMem_Free(self.raw)
+
+    def __reduce__(self):
+        # a copied optimizer (copy.deepcopy, pickle) starts with an empty cache
+        return (_Spans, ())
 
     cdef bint same(self, const uintptr_t *starts, const uintptr_t *ends, Py_ssize_t n) noexcept:
         return (n == self.n and memcmp(self.raw, starts, n * sizeof(uintptr_t)) == 0
@@ -638,11 +645,12 @@ def adam_planned_step(opt, grads, scale):
     functions). False, with nothing done, when a grad is None or a group's
     amsgrad no longer matches its plan's state."""
     cdef list plans = opt._plans
-    cdef list groups = opt.param_groups
-    cdef Py_ssize_t k, lo, hi, n = min(len(plans), len(groups))
+    cdef Py_ssize_t k, lo, hi, n
     cdef bint whole = len(plans) == 1
     cdef list buckets = []
     cdef list plan
+    groups = opt.param_groups
+    n = min(len(plans), len(groups))
     for k in range(n):
         group, plan = groups[k], plans[k]
         lo, hi, keys, lists, step = plan
@@ -652,7 +660,7 @@ def adam_planned_step(opt, grads, scale):
             ps, (ms, vs, vmaxs), idx = lists
             betas = group["betas"]
             if type(betas) is not tuple or len(<tuple>betas) != 2:
-                return False  # the general path words the error, or takes a list
+                _validate.check_beta_pair(betas)  # as Adam._bucket
             beta1, beta2 = betas
             buckets.append((ps, grads if whole else grads[lo:hi], ms, vs, vmaxs, idx,
                             (group["lr"], beta1, beta2, group["eps"], group["weight_decay"],

@@ -50,6 +50,12 @@ def check_lr(lr):
         raise ValueError(f"Invalid learning rate: {lr!r} (lr must be finite and >= 0)")
 
 
+def check_beta_pair(betas):
+    """An optimizer's ``betas`` option: a tuple or list of two numbers."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+
+
 def check_betas(beta1, beta2):
     for i, beta in enumerate((beta1, beta2)):
         if not 0.0 <= _real(f"beta{i + 1}", beta) < 1.0:

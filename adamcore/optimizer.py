@@ -71,7 +71,7 @@ class Adam(_base.Optimizer):
         ps, (ms, vs, vmaxs), idx = lists
         betas = group["betas"]
         if type(betas) is not tuple or len(betas) != 2:
-            _base.check_betas(betas)  # set in param_groups after construction
+            _validate.check_beta_pair(betas)  # set in param_groups after construction
         beta1, beta2 = betas
         return (ps, grads, ms, vs, vmaxs, idx,
                 (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
@@ -85,8 +85,10 @@ class Adam(_base.Optimizer):
     @classmethod
     def _planned_stepper(cls, impl):
         # _step_planned with _bucket compiled (adamcore._kernel.adam_planned_step);
-        # it builds Adam's buckets itself, so a subclass changing them keeps Python's
-        if impl == "c" and cls._bucket is Adam._bucket and cls._state_keys is Adam._state_keys:
+        # it builds and runs Adam's buckets itself, so a subclass changing how
+        # keeps Python's
+        if impl == "c" and all(getattr(cls, name) is getattr(Adam, name) for name in
+                               ("_bucket", "_state_keys", "_stepper", "_step_planned")):
             return _impl.adam_planned_stepper()
         return super()._planned_stepper(impl)
 

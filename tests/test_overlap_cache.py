@@ -129,3 +129,18 @@ def test_moved_state_is_checked_again():
     opt.step([grads[0], old_exp_avg.copy(), grads[2], grads[3]])
     with pytest.raises(ValueError, match="overlaps"):
         opt.step([grads[0], opt.state[1]["exp_avg"], grads[2], grads[3]])
+
+
+@pytest.mark.parametrize("step", [_adam_step, _family_step], ids=["adam", "family"])
+def test_grads_kept_as_disjoint_are_checked_again_when_state_moves(step):
+    """The grads' spans were found disjoint from other state: with the same
+    grads, state that moved onto one of them is refused."""
+    mem = np.zeros(MEM, np.float32)
+    scratch = {}
+    params, grads = [mem[0:8]], [mem[8:16]]
+    step((params, grads, ([mem[16:24]], [mem[24:32]])), scratch)
+    step((params, grads, ([mem[16:24]], [mem[24:32]])), scratch)  # kept
+    before = mem.copy()
+    with pytest.raises(ValueError, match="overlaps"):
+        step((params, grads, ([mem[12:20]], [mem[24:32]])), scratch)
+    np.testing.assert_array_equal(mem, before)

@@ -4,6 +4,9 @@ NumPy implementation: the same buckets, so the same bits, through option
 changes between steps, skipped params, clipping and errors.
 """
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -31,13 +34,19 @@ def test_c_optimizers_use_the_compiled_fast_path(cls):
     assert cls([np.zeros(3)], impl="numpy")._planned is adamcore._base.Optimizer._step_planned
 
 
-def test_a_subclass_with_its_own_buckets_keeps_the_python_fast_path():
+def test_a_subclass_changing_how_buckets_are_made_or_run_keeps_the_python_fast_path():
     class Doubled(adamcore.Adam):
         @staticmethod
         def _bucket(group, lists, grads, step, scale, new_keys):
             return adamcore.Adam._bucket(group, lists, grads, step, 2 * scale, new_keys)
 
-    assert Doubled([np.zeros(3)], impl="c")._planned is adamcore._base.Optimizer._step_planned
+    class Counted(adamcore.Adam):
+        @staticmethod
+        def _stepper(impl):
+            return adamcore.Adam._stepper(impl)
+
+    for cls in (Doubled, Counted):
+        assert cls([np.zeros(3)], impl="c")._planned is adamcore._base.Optimizer._step_planned
 
 
 def _groups(rng, dtype):
@@ -68,13 +77,17 @@ def test_compiled_fast_path_gives_the_python_bits(rng, dtype, clip):
         opt = adamcore.Adam(groups, lr=0.01, max_grad_norm=clip, impl=impl)
         if name == "python":
             _python_planned(opt)
+        planned, taken = opt._planned, []
+        opt._planned = lambda o, g, s: taken.append(planned(o, g, s)) or taken[-1]
         for t in range(16):
             if t in CHANGES:
                 CHANGES[t](opt.param_groups)
             grads = [r.standard_normal(p.shape).astype(dtype) for p in params]
-            if t in (4, 10):
-                grads[t % 5] = None  # a skipped param: the general path, then plans again
+            if t in (4, 10):  # a group's params skipped: the general path, then plans again
+                grads[4 if t == 4 else 2] = grads[4 if t == 4 else 3] = None
             opt.step(grads)
+        # the fast path ran but at the 4 steps with skipped params or a new amsgrad
+        assert sum(taken) == 11 and len(taken) == 15
         runs[name] = opt
     assert_optimizers_equal(runs["compiled"], runs["python"])
     assert_optimizers_equal(runs["compiled"], runs["numpy"])
@@ -102,3 +115,33 @@ def test_an_option_broken_between_steps_is_refused_alike(rng, bad, error, messag
     np.testing.assert_array_equal(p, before[0])
     np.testing.assert_array_equal(opt.state[0]["exp_avg"], before[1])
     assert opt.state[0]["step"] == 1
+
+
+@pytest.mark.parametrize("impl", ["c", "numpy"])
+def test_bad_betas_in_a_group_without_grads_is_refused(rng, impl):
+    """As in Python's fast path, every group's options are read, even those
+    of a group whose params all skip this step."""
+    p, q = (rng.standard_normal(4).astype(np.float32) for _ in range(2))
+    opt = adamcore.Adam([{"params": [p]}, {"params": [q]}], impl=impl)
+    opt.step([p * 0.1, q * 0.1])
+    opt.param_groups[1]["betas"] = (0.9,)
+    before = p.copy()
+    with pytest.raises(TypeError, match="betas must be a pair"):
+        opt.step([p * 0.1, None])
+    np.testing.assert_array_equal(p, before)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_optimizer_steps_on_identically(rng, how):
+    """The binding's kept spans (in the optimizer's scratch) do not travel:
+    the copy starts without them and checks its own arrays."""
+    params = [rng.standard_normal(6).astype(np.float32) for _ in range(3)]
+    grads = [rng.standard_normal(6).astype(np.float32) for _ in range(3)]
+    opt = adamcore.Adam(params, impl="c")
+    opt.step(grads)
+    twin = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+    for o in (opt, twin):
+        o.step(grads)
+    assert_optimizers_equal(opt, twin)
+    with pytest.raises(ValueError, match="overlaps"):
+        twin.step([grads[0], twin.state[1]["exp_avg"], grads[2]])
