@@ -4,6 +4,9 @@
   Either way the build works (csrc/omp_compat.h), and build_info() says which.
 - The extension is optional: where it cannot be compiled (no C compiler),
   the package still installs and runs on its NumPy fallback, with a warning.
+  ADAMCORE_REQUIRE_KERNEL=1 makes a failed compile fail the build instead;
+  the wheel builds set it (cibuildwheel, tools/check_wheel.sh), so no wheel
+  ships without its kernel.
 - Flags: -O3 -ffp-contract=off (no silent FMA: bitwise determinism)
   -fno-math-errno (lets sqrt vectorize). No -march=native: the kernel carries
   AVX2 and AVX-512 variants and picks one at run time.
@@ -46,9 +49,10 @@ class BuildExt(build_ext):
     def build_extensions(self):
         args = MSVC_ARGS if self.compiler.compiler_type == "msvc" else UNIX_ARGS
         omp = openmp_flags(self.compiler)
+        required = os.environ.get("ADAMCORE_REQUIRE_KERNEL", "0") == "1"
         compile_args = args + (omp[0] if omp else [])
         for ext in self.extensions:
-            ext.optional = True  # set here: cythonize() does not carry it over
+            ext.optional = not required  # set here: cythonize() does not carry it over
             ext.extra_compile_args = compile_args
             ext.extra_link_args = omp[1] if omp else []
             ext.define_macros.append(("ADAMCORE_COMPILE_ARGS", '"%s"' % " ".join(compile_args)))

@@ -1,22 +1,19 @@
 """The optimizer base class: PyTorch's API (param groups, lazy state,
 ``step``, ``state_dict``) over NumPy arrays, for every adamcore optimizer.
 
-Layers: a subclass names its state arrays and options and turns a group into
-one step's buckets (see adamcore._validate); adamcore._impl runs them with the
-C kernel or the NumPy reference.
+Layers: a subclass names its kind (``KIND``, from adamcore.kinds) and its
+constructor's options; this class keeps the params, state and groups and a
+plan of the step (adamcore.plan.Plan), which the implementation chosen at
+construction (adamcore._impl: the C binding or the NumPy reference) runs.
 
-Design: each param's state arrays live in a dict, its step count in one int64
-array for all params. When every param of a group has its state and one step
-count, the group keeps its bucket lists ready with that count as a Python int
-(a plan), so a step with every grad present costs O(groups) Python, not
-O(params): 1000 small tensors step in one C call. The int64 array is brought
-up to date from the plans before anything reads it. Anything else (a None
-grad, a first step, a new group, loaded state, an option that changes which
-state a group needs) takes the general path, which rebuilds the plans after.
-Adam's fast path is also compiled (adamcore._kernel.adam_planned_step), as
-most of a small step's cost was its Python; the optimizer hands the binding
-its scratch dict, where the binding keeps the sorted spans of params and state
-for the overlap check.
+Design: each param's state arrays live in a dict; step counts live in the
+plan's rows, written back to one int64 array (``_steps``) before anything
+reads them. A step runs the plan: one C call for every param whose grad is
+present, with a frozen param or one skipped once costing a kernel call more,
+not a slower path. Only a step the plan does not cover (a param's first
+grad, options that now use more state) takes the general path: it creates
+the missing state, kept aside until the step succeeds so that a refused
+step changes nothing, builds a new plan and runs it.
 """
 
 import math
@@ -27,6 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from adamcore import _alloc, _impl, _validate, checkpoint, clip
+from adamcore.plan import Plan
 
 
 def _check_param(param, index):
@@ -41,16 +39,6 @@ def _check_param(param, index):
         raise ValueError(f"{name} must be C- or F-contiguous; it is updated in place, never copied")
     if not param.flags.aligned:
         raise ValueError(f"{name} is not aligned to its dtype ({param.dtype})")
-
-
-def check_flags(group, flags):
-    for flag in flags:
-        _validate.check_flag(flag, group[flag])
-
-
-def check_betas(betas):
-    _validate.check_beta_pair(betas)
-    _validate.check_betas(*betas)
 
 
 class _StateView(Mapping):
@@ -76,34 +64,22 @@ class _StateView(Mapping):
 
 
 class Optimizer:
-    """Base of adamcore's optimizers. A subclass defines:
+    """Base of adamcore's optimizers. A subclass sets ``KIND`` (an entry of
+    adamcore.kinds.KINDS) and passes its options as ``defaults``;
+    ``STATE_KEYS`` and ``ALWAYS_KEYS`` (the kind's slots, and those every
+    param has from its first step) follow from it."""
 
-    - ``STATE_KEYS``: the names of its per-param state arrays, in slot order;
-    - ``ALWAYS_KEYS``: those every param has from its first step (the others
-      come with options, which may be switched on mid-run: a state saved
-      before that lacks them, and the next step creates them);
-    - ``_check_group_options(group)``: range and type checks of one group;
-    - ``_state_keys(group)``: the STATE_KEYS a group's options use;
-    - ``_init_value(key, group)``: the value a new state array starts at;
-    - ``_bucket(group, lists, grads, step, scale, new_keys)``: one bucket of
-      the step, where ``lists`` is ``(params, states, indices)``, ``states``
-      one list per STATE_KEYS entry (None where unused), ``step`` the count
-      after this step, ``scale`` the clipping factor and ``new_keys`` the
-      state created for these params by this step;
-    - ``_stepper(impl)``: the function running its buckets with ``impl``
-      (adamcore._impl), called as ``f(buckets, n_threads, scratch)``;
-    - ``_planned_stepper(impl)`` (optional): the fast path's function, called
-      as ``f(self, grads, scale)``, which a subclass may take from the C
-      extension (default: _step_planned).
-    """
+    KIND = None
 
-    STATE_KEYS = ()
-    ALWAYS_KEYS = ()
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.KIND is not None:
+            cls.STATE_KEYS, cls.ALWAYS_KEYS = cls.KIND.slots, cls.KIND.always
 
     def __init__(self, params, defaults, *, max_grad_norm=None, skip_nonfinite=False,
                  n_threads=None, impl="auto"):
-        self._check_group_options(defaults)
         self._normalize(defaults)
+        _validate.check_group(self.KIND, defaults)
         _validate.check_n_threads(n_threads)
         if max_grad_norm is not None and not _validate._real("max_grad_norm", max_grad_norm) > 0:
             raise ValueError(f"max_grad_norm must be None or > 0, got {max_grad_norm!r}")
@@ -116,14 +92,12 @@ class Optimizer:
         self.defaults = defaults
         self.n_threads = n_threads
         self._impl_name = _impl.resolve(impl)
-        self._run = self._stepper(self._impl_name)
-        self._planned = self._planned_stepper(self._impl_name)
+        self._run = _impl.runner(self._impl_name)
         self.param_groups = []
         self._params = []
         self._arrays = []                    # per param: its state arrays, or None
         self._steps = np.zeros(0, np.int64)  # per param: steps taken
-        self._plans = None                   # see the module docstring
-        self._scratch = {}
+        self._plan = None                    # see the module docstring
         if isinstance(params, np.ndarray):
             raise TypeError("params must be a list of arrays or of param-group dicts, "
                             "got a single array; wrap it in a list")
@@ -143,6 +117,7 @@ class Optimizer:
     @staticmethod
     def _normalize(group):
         if "betas" in group:
+            _validate.check_beta_pair(group["betas"])
             group["betas"] = tuple(group["betas"])
 
     # ---- groups ------------------------------------------------------------
@@ -161,8 +136,8 @@ class Optimizer:
         if unknown:
             raise ValueError(f"unknown option(s) in param group: {sorted(unknown)}")
         group = {**self.defaults, **param_group, "params": params}
-        self._check_group_options(group)
         self._normalize(group)
+        _validate.check_group(self.KIND, group)
         start = len(self._params)
         for k, p in enumerate(params):
             _check_param(p, start + k)
@@ -172,7 +147,7 @@ class Optimizer:
         self._params.extend(params)
         self._arrays.extend([None] * len(params))
         self._steps = np.concatenate([self._synced_steps(), np.zeros(len(params), np.int64)])
-        self._plans = self._build_plans()
+        self._plan = self._new_plan(self._arrays)
 
     # ---- stepping ----------------------------------------------------------
 
@@ -209,7 +184,7 @@ class Optimizer:
             if self.skip_nonfinite and nonfinite:
                 self.skipped_steps += 1
                 return False
-        if self._plans is None or not self._planned(self, grads, scale):
+        if not self._run(self._plan, grads, scale, self.n_threads):
             self._step_general(grads, scale)
         return True
 
@@ -228,45 +203,20 @@ class Optimizer:
             grads[i] = grad
         self.step(grads)
 
-    @classmethod
-    def _planned_stepper(cls, impl):
-        return cls._step_planned  # a plain function: no reference cycle
-
-    def _step_planned(self, grads, scale):
-        """The fast path (module docstring); False, with nothing done, when a
-        grad is None or a group's options now use other state."""
-        buckets, plans = [], self._plans
-        whole = len(plans) == 1
-        for group, plan in zip(self.param_groups, plans):
-            lo, hi, keys, lists, step = plan
-            if self._state_keys(group) != keys:
-                return False
-            if lo < hi:
-                gs = grads if whole else grads[lo:hi]
-                buckets.append(self._bucket(group, lists, gs, step + 1, scale, ()))
-        try:
-            self._run(buckets, self.n_threads, self._scratch)
-        except TypeError:
-            if any(g is None for g in grads):  # refused before any change: go general
-                return False
-            raise
-        for plan in plans:
-            plan[4] += 1
-        return True
+    def _new_plan(self, arrays, first=()):
+        return Plan.build(self.KIND, self.param_groups, arrays, self._synced_steps(), first)
 
     def _synced_steps(self):
-        """The per-param step counts, with the plans' counts written back."""
-        for lo, hi, _, _, step in self._plans or ():
-            self._steps[lo:hi] = step
-        return self._steps
+        """The per-param step counts, with the plan's counts written back."""
+        return self._steps if self._plan is None else self._plan.param_steps(self._steps)
 
     def _fresh_state(self, grads):
         """{param index: its state dict with the arrays this step adds} for
         every param with a grad and missing state; each kind of array is
         carved for all of them from one buffer (adamcore._alloc)."""
-        wanted, i = {}, 0
+        kind, wanted, i = self.KIND, {}, 0
         for group in self.param_groups:
-            keys = self._state_keys(group)
+            keys = kind.slots_used(group)
             for p in group["params"]:
                 st = self._arrays[i]
                 if grads[i] is not None:
@@ -282,69 +232,26 @@ class Optimizer:
             for (i, _, group), a in zip(owners, new):
                 st = fresh.setdefault(i, dict(self._arrays[i] or {}))
                 if k is not None:
-                    value = self._init_value(k, group)
+                    value = group[kind.init[k]] if k in kind.init else 0.0
                     if value:
                         a.fill(value)
                     st[k] = a
         return fresh
 
     def _step_general(self, grads, scale):
-        """One bucket per (group, dtype, step count, state just created);
-        state created by this step is kept aside until the step succeeds, so
-        a refused step changes nothing."""
-        buckets, stepped = [], []
-        steps, arrays = self._synced_steps(), self._arrays
+        """A step the plan does not cover: the missing state is created and
+        kept aside, a plan over it is built and run; both replace the old
+        ones only when the run succeeded, so a refused step changes nothing."""
+        kind = self.KIND
+        for group in self.param_groups:  # before the state they size is made
+            hyper = kind.hyper_from(group)
+            _validate.check_hyper(kind, hyper, kind.options)
         fresh = self._fresh_state(grads)
-        i = 0
-        for group in self.param_groups:
-            keys = self._state_keys(group)
-            by_key = {}
-            for p in group["params"]:
-                g = grads[i]
-                if g is not None:
-                    st = fresh.get(i, arrays[i])
-                    new_keys = tuple(k for k in keys if arrays[i] is None or k not in arrays[i])
-                    key = (p.dtype.num, int(steps[i]), new_keys)
-                    lists = by_key.get(key)
-                    if lists is None:
-                        lists = by_key[key] = ([], [], [[] if k in keys else None
-                                                        for k in self.STATE_KEYS], [])
-                    lists[0].append(p)
-                    lists[1].append(g)
-                    for k, slot in zip(self.STATE_KEYS, lists[2]):
-                        if slot is not None:
-                            slot.append(st[k])
-                    lists[3].append(i)
-                    stepped.append(i)
-                i += 1
-            for (_, step, new_keys), (ps, gs, states, idx) in by_key.items():
-                buckets.append(self._bucket(group, (ps, tuple(states), idx), gs, step + 1, scale,
-                                            new_keys))
-        self._run(buckets, self.n_threads, self._scratch)
-        for i, st in fresh.items():
-            arrays[i] = st
-        steps[stepped] += 1
-        self._plans = self._build_plans()
-
-    def _build_plans(self):
-        """Per group [lo, hi, state keys, (params, states, indices), step
-        count] when every group can take the fast path (state complete, one
-        dtype, one step count), else None. Call with self._steps up to date."""
-        plans, lo = [], 0
-        for group in self.param_groups:
-            ps = group["params"]
-            hi = lo + len(ps)
-            keys = self._state_keys(group)
-            sts = self._arrays[lo:hi]
-            if ps and (any(st is None or any(k not in st for k in keys) for st in sts)
-                       or len({p.dtype for p in ps}) != 1
-                       or self._steps[lo:hi].min() != self._steps[lo:hi].max()):
-                return None
-            states = tuple([st[k] for st in sts] if k in keys else None for k in self.STATE_KEYS)
-            plans.append([lo, hi, keys, (list(ps), states, list(range(lo, hi))),
-                          int(self._steps[lo]) if ps else 0])
-            lo = hi
-        return plans
+        arrays = [fresh.get(i, st) for i, st in enumerate(self._arrays)]
+        plan = self._new_plan(arrays, first=fresh)
+        if not self._run(plan, grads, scale, self.n_threads):
+            raise RuntimeError("adamcore internal error: a new plan does not cover its step")
+        self._arrays, self._plan = arrays, plan
 
     # ---- state -------------------------------------------------------------
 
@@ -414,8 +321,8 @@ class Optimizer:
             if missing or set(options) - set(self.defaults):
                 raise ValueError(f"param group {gi} options must be {sorted(self.defaults)}")
             new = {**options, "params": group["params"]}
-            self._check_group_options(new)
             self._normalize(new)
+            _validate.check_group(self.KIND, new)
             groups.append(new)
             for saved_id, p in zip(saved["params"], group["params"]):
                 if saved_id in index:
@@ -436,8 +343,8 @@ class Optimizer:
                 np.copyto(a, arrays[i][key])
                 arrays[i][key] = a
         self.param_groups = groups
-        self._arrays, self._steps = arrays, steps
-        self._plans = self._build_plans()
+        self._arrays, self._steps, self._plan = arrays, steps, None
+        self._plan = self._new_plan(arrays)
 
     # ---- checkpoints --------------------------------------------------------
 

@@ -9,15 +9,20 @@ C kernel when the extension imports, else NumPy with one warning. An explicit
 import os
 import warnings
 
+from adamcore import reference
+
 try:
     from adamcore import _kernel
 except ImportError as exc:  # no compiled extension: NumPy fallback
     _kernel = None
-    _KERNEL_ERROR = exc
+    # ImportError's own words would say "cannot import name '_kernel' ...
+    # (most likely due to a circular import)": the module is missing.
+    _KERNEL_ERROR = ImportError(
+        "the compiled extension adamcore._kernel is not built or does not load "
+        f"({exc}); install from the source tree with a C compiler "
+        "(python -m pip install -e .) to build it")
 else:
     _KERNEL_ERROR = None
-
-from adamcore import reference
 
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 _simd_env = os.environ.get("ADAMCORE_SIMD")
@@ -50,32 +55,26 @@ def resolve(impl):
         if not _warned:
             _warned = True
             warnings.warn(
-                f"adamcore: compiled kernel unavailable ({_KERNEL_ERROR}); "
-                "using the NumPy fallback, which is slower",
+                f"adamcore: {_KERNEL_ERROR}; using the NumPy fallback, which is slower",
                 RuntimeWarning,
                 stacklevel=3,
             )
         return "numpy"
     if impl == "c" and _kernel is None:
         raise ImportError(
-            f"impl='c' needs the compiled extension adamcore._kernel, which failed to "
-            f"import: {_KERNEL_ERROR}. Reinstall with a C compiler, or use impl='numpy'."
+            f"impl='c' needs the compiled extension adamcore._kernel: {_KERNEL_ERROR}; "
+            "or use impl='numpy'."
         )
     return impl
 
 
-def adam_stepper(impl):
-    """The function running Adam buckets (see adamcore._validate) with
-    ``impl`` ("c" or "numpy"): ``f(buckets, n_threads, scratch)`` for both,
-    ``scratch`` being the NumPy path's reusable buffers (ignored by C)."""
-    return _kernel.adam_step_buckets if impl == "c" else reference.adam_step_buckets
+def runner(impl):
+    """The function that runs a plan (adamcore.plan) with ``impl`` ("c" or
+    "numpy"): ``run(plan, grads, scale, n_threads)``, the same for both."""
+    return _kernel.run if impl == "c" else reference.run
 
 
-def adam_planned_stepper():
-    """The C extension's Adam fast path (adamcore._base.Optimizer._planned_stepper)."""
-    return _kernel.adam_planned_step
-
-
-def family_stepper(impl):
-    """``adam_stepper`` for the optimizer family's buckets."""
-    return _kernel.family_step_buckets if impl == "c" else reference.family_step_buckets
+def bucket_stepper(impl):
+    """The function that steps buckets (adamcore.plan.Bucket) with ``impl``:
+    ``step_buckets(buckets, n_threads)``, the same for both."""
+    return _kernel.step_buckets if impl == "c" else reference.step_buckets

@@ -3,38 +3,10 @@
 with the same determinism: every implementation, thread count and SIMD level
 gives the same bits as the NumPy reference (adamcore.reference)."""
 
-from adamcore import _base, _impl, _validate
+from adamcore import _base, kinds
 
 
-class _Family(_base.Optimizer):
-    """A family optimizer: ``STATE_KEYS`` are its kernel's state slots
-    (adamcore._validate.FAMILY_SLOTS), ``_FLAGS`` its bool options,
-    ``_state_keys`` the slots a group's options use (the kernel's
-    required_slots, read straight off the group: it runs every step), and
-    ``_hyper`` turns a group into the kernel's hyperparameters."""
-
-    @classmethod
-    def _check_group_options(cls, group):
-        _validate.check_lr(group["lr"])
-        _validate.check_weight_decay(group["weight_decay"])
-        _base.check_flags(group, cls._FLAGS)
-        cls._check_kind_options(group)
-
-    @staticmethod
-    def _init_value(key, group):
-        return 0.0
-
-    def _bucket(self, group, lists, grads, step, scale, new_keys):
-        ps, states, idx = lists
-        states += (None,) * (3 - len(states))  # the kernel's 3 slots
-        return (ps, grads, states, idx, self._hyper(group, step, scale, new_keys))
-
-    @staticmethod
-    def _stepper(impl):
-        return _impl.family_stepper(impl)
-
-
-class SGD(_Family):
+class SGD(_base.Optimizer):
     r"""Stochastic gradient descent with momentum and Nesterov momentum,
     PyTorch's ``torch.optim.SGD`` semantics and defaults. Per element::
 
@@ -51,8 +23,7 @@ class SGD(_Family):
     ``n_threads``, ``impl``).
     """
 
-    STATE_KEYS = ("momentum_buffer",)
-    _FLAGS = ("nesterov", "maximize")
+    KIND = kinds.SGD
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False, max_grad_norm=None, skip_nonfinite=False,
@@ -62,23 +33,11 @@ class SGD(_Family):
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
-    def _state_keys(self, group):
-        return self.STATE_KEYS if float(group["momentum"]) != 0 else ()
-
-    @staticmethod
-    def _check_kind_options(group):
-        _validate.check_sgd_options(group["momentum"], group["dampening"], group["nesterov"])
-
-    @staticmethod
-    def _hyper(group, step, scale, new_keys):
-        return _validate.family_hyper(
-            "sgd", group["lr"], weight_decay=group["weight_decay"], grad_scale=scale,
-            momentum=group["momentum"], dampening=group["dampening"],
-            nesterov=bool(group["nesterov"]), maximize=bool(group["maximize"]), step=step,
-            first="momentum_buffer" in new_keys)
 
 
-class RMSprop(_Family):
+
+
+class RMSprop(_base.Optimizer):
     r"""RMSprop (Hinton's lecture 6e), PyTorch's ``torch.optim.RMSprop``
     semantics and defaults. Per element::
 
@@ -94,9 +53,7 @@ class RMSprop(_Family):
     (centered), all starting at zero. Same API as :class:`adamcore.Adam`.
     """
 
-    STATE_KEYS = ("square_avg", "momentum_buffer", "grad_avg")
-    ALWAYS_KEYS = ("square_avg",)
-    _FLAGS = ("centered", "maximize")
+    KIND = kinds.RMSPROP
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, maximize=False, max_grad_norm=None, skip_nonfinite=False,
@@ -106,25 +63,11 @@ class RMSprop(_Family):
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
-    def _state_keys(self, group):
-        return (("square_avg",) + (("momentum_buffer",) if float(group["momentum"]) != 0 else ())
-                + (("grad_avg",) if group["centered"] else ()))
-
-    @staticmethod
-    def _check_kind_options(group):
-        _validate.check_alpha(group["alpha"])
-        _validate.check_eps(group["eps"])
-        _validate.check_momentum(group["momentum"])
-
-    @staticmethod
-    def _hyper(group, step, scale, new_keys):
-        return _validate.family_hyper(
-            "rmsprop", group["lr"], weight_decay=group["weight_decay"], grad_scale=scale,
-            alpha=group["alpha"], eps=group["eps"], momentum=group["momentum"],
-            centered=bool(group["centered"]), maximize=bool(group["maximize"]), step=step)
 
 
-class Adagrad(_Family):
+
+
+class Adagrad(_base.Optimizer):
     r"""Adagrad (Duchi et al., 2011), PyTorch's ``torch.optim.Adagrad``
     semantics and defaults. At step :math:`t` (counted from 1), per element::
 
@@ -138,8 +81,7 @@ class Adagrad(_Family):
     :class:`adamcore.Adam`.
     """
 
-    ALWAYS_KEYS = STATE_KEYS = ("sum",)
-    _FLAGS = ("maximize",)
+    KIND = kinds.ADAGRAD
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
                  initial_accumulator_value=0.0, eps=1e-10, *, maximize=False,
@@ -150,28 +92,12 @@ class Adagrad(_Family):
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
-    def _state_keys(self, group):
-        return self.STATE_KEYS
-
-    @staticmethod
-    def _check_kind_options(group):
-        _validate.check_lr_decay(group["lr_decay"])
-        _validate.check_initial_accumulator_value(group["initial_accumulator_value"])
-        _validate.check_eps(group["eps"])
-
-    @staticmethod
-    def _init_value(key, group):
-        return group["initial_accumulator_value"]
-
-    @staticmethod
-    def _hyper(group, step, scale, new_keys):
-        return _validate.family_hyper(
-            "adagrad", group["lr"], weight_decay=group["weight_decay"], grad_scale=scale,
-            lr_decay=group["lr_decay"], eps=group["eps"], maximize=bool(group["maximize"]),
-            step=step)
 
 
-class AdaBelief(_Family):
+
+
+
+class AdaBelief(_base.Optimizer):
     r"""AdaBelief (Zhuang et al., NeurIPS 2020): Adam whose second moment
     tracks the "belief" :math:`(g - m)^2` instead of :math:`g^2`, with the
     paper's epsilon inside it. At step :math:`t`, per element::
@@ -205,9 +131,7 @@ class AdaBelief(_Family):
     API as :class:`adamcore.Adam`.
     """
 
-    STATE_KEYS = ("exp_avg", "exp_avg_var", "max_exp_avg_var")
-    ALWAYS_KEYS = STATE_KEYS[:2]
-    _FLAGS = ("amsgrad", "decoupled_weight_decay", "rectify", "maximize")
+    KIND = kinds.ADABELIEF
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, *,
                  amsgrad=False, decoupled_weight_decay=True, rectify=False, maximize=False,
@@ -217,21 +141,3 @@ class AdaBelief(_Family):
                         rectify=rectify, maximize=maximize)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
-
-    def _state_keys(self, group):
-        return self.STATE_KEYS if group["amsgrad"] else self.STATE_KEYS[:2]
-
-    @staticmethod
-    def _check_kind_options(group):
-        _base.check_betas(group["betas"])
-        _validate.check_eps(group["eps"])
-
-    @staticmethod
-    def _hyper(group, step, scale, new_keys):
-        beta1, beta2 = group["betas"]
-        return _validate.family_hyper(
-            "adabelief", group["lr"], weight_decay=group["weight_decay"], grad_scale=scale,
-            beta1=beta1, beta2=beta2, eps=group["eps"], amsgrad=bool(group["amsgrad"]),
-            decoupled=bool(group["decoupled_weight_decay"]), rectify=bool(group["rectify"]),
-            maximize=bool(group["maximize"]), step=step)
-

@@ -1,6 +1,7 @@
 """Stateless Adam steps on arrays you own (like torch.optim's functional API)."""
 
-from adamcore import _impl, reference
+from adamcore import _impl, kinds
+from adamcore.plan import Bucket
 
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
@@ -35,13 +36,10 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
     all but ``-n - 1``. ``impl``: "auto", "c" or "numpy" (see adamcore docs).
     Every implementation, thread count and SIMD level gives the same bits.
     """
-    if _impl.resolve(impl) == "c":
-        _impl.kernel().adam_step_one(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step, lr,
-                                     beta1, beta2, eps, weight_decay, decoupled, maximize,
-                                     eps_mode, grad_scale, n_threads)
-    else:
-        reference.adam_step(param, grad, exp_avg, exp_avg_sq, step=step, lr=lr, beta1=beta1,
-                            beta2=beta2, eps=eps, weight_decay=weight_decay,
-                            decoupled=decoupled, max_exp_avg_sq=max_exp_avg_sq,
-                            maximize=maximize, eps_mode=eps_mode, grad_scale=grad_scale,
-                            n_threads=n_threads)
+    hyper = kinds.AdamHyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                            eps_mode=eps_mode, amsgrad=max_exp_avg_sq is not None,
+                            maximize=maximize, decoupled=decoupled)
+    vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
+    bucket = Bucket(kinds.ADAM, hyper, step, [param], [grad], ([exp_avg], [exp_avg_sq], vmaxs),
+                    None, grad_scale)
+    _impl.bucket_stepper(_impl.resolve(impl))([bucket], n_threads)

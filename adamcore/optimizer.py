@@ -1,7 +1,7 @@
 """Adam and AdamW optimizer classes with PyTorch's API over NumPy arrays
 (the machinery is adamcore._base.Optimizer's)."""
 
-from adamcore import _base, _impl, _validate
+from adamcore import _base, kinds
 
 
 class Adam(_base.Optimizer):
@@ -35,7 +35,7 @@ class Adam(_base.Optimizer):
     ``impl`` ("auto", "c", "numpy") choose how the step runs, never its result.
     """
 
-    STATE_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    KIND = kinds.ADAM
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  amsgrad=False, maximize=False, decoupled_weight_decay=False,
@@ -46,51 +46,6 @@ class Adam(_base.Optimizer):
                         decoupled_weight_decay=decoupled_weight_decay, eps_mode=eps_mode)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
-
-    @staticmethod
-    def _check_group_options(group):
-        """Range and type checks of one group's hyperparameters (PyTorch-like messages)."""
-        _validate.check_lr(group["lr"])
-        _base.check_betas(group["betas"])
-        _validate.check_eps(group["eps"])
-        _validate.check_weight_decay(group["weight_decay"])
-        _validate.check_eps_mode(group["eps_mode"])
-        _base.check_flags(group, ("amsgrad", "maximize", "decoupled_weight_decay"))
-
-    ALWAYS_KEYS = _PLAIN_KEYS = STATE_KEYS[:2]
-
-    def _state_keys(self, group):
-        return self.STATE_KEYS if group["amsgrad"] else self._PLAIN_KEYS
-
-    @staticmethod
-    def _init_value(key, group):
-        return 0.0
-
-    @staticmethod
-    def _bucket(group, lists, grads, step, scale, new_keys):
-        ps, (ms, vs, vmaxs), idx = lists
-        betas = group["betas"]
-        if type(betas) is not tuple or len(betas) != 2:
-            _validate.check_beta_pair(betas)  # set in param_groups after construction
-        beta1, beta2 = betas
-        return (ps, grads, ms, vs, vmaxs, idx,
-                (group["lr"], beta1, beta2, group["eps"], group["weight_decay"], step,
-                 bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
-                 group["eps_mode"], scale))
-
-    @staticmethod
-    def _stepper(impl):
-        return _impl.adam_stepper(impl)
-
-    @classmethod
-    def _planned_stepper(cls, impl):
-        # _step_planned with _bucket compiled (adamcore._kernel.adam_planned_step);
-        # it builds and runs Adam's buckets itself, so a subclass changing how
-        # keeps Python's
-        if impl == "c" and all(getattr(cls, name) is getattr(Adam, name) for name in
-                               ("_bucket", "_state_keys", "_stepper", "_step_planned")):
-            return _impl.adam_planned_stepper()
-        return super()._planned_stepper(impl)
 
 
 class AdamW(Adam):

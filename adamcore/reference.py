@@ -1,10 +1,14 @@
-"""Pure-NumPy Adam: the fallback when the extension is missing, and the oracle
-the C kernel is tested against.
+"""Pure-NumPy steps: the fallback when the extension is missing, and the
+oracle the C kernel is tested against.
 
-It performs the very operations of ``csrc/adam_body.h`` in the very same order,
-each a single IEEE-rounded NumPy ufunc on the element dtype, in place with two
-scratch buffers, so the C kernel equals it bit for bit. The per-step scalars
-are computed in double exactly as ``csrc/adam_step.c`` does.
+It performs the very operations of ``csrc/adam_body.h`` and
+``csrc/family_body.h`` in the very same order, each a single IEEE-rounded
+NumPy ufunc on the element dtype, in place with scratch buffers, so the C
+kernel equals it bit for bit. The per-step scalars are computed in double
+exactly as ``csrc/adam_step.c`` and ``csrc/family_step.c`` do. One function
+per kind steps one bucket (adamcore.plan.Bucket); ``step_buckets`` and
+``run`` have the signatures of the binding's (adamcore._kernel), and
+``functional.adam_step(..., impl="numpy")`` steps one array through them.
 """
 
 import math
@@ -12,22 +16,22 @@ import math
 import numpy as np
 
 from adamcore import _validate
+from adamcore.plan import check_buckets
 
-
-def adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype, grad_scale=1.0):
+def adam_scalars(hyper, step, grad_scale, dtype):
     """Per-step scalars in double, cast once to ``dtype`` (see adam_step.c)."""
-    lr, beta1, beta2 = float(lr), float(beta1), float(beta2)
+    lr, beta1, beta2 = float(hyper.lr), float(hyper.beta1), float(hyper.beta2)
     bc1 = 1.0 - beta1 ** int(step)
     bc2 = 1.0 - beta2 ** int(step)
-    if eps_mode == "keras":
+    if hyper.eps_mode == "keras":
         step_size, dscale = lr * math.sqrt(bc2) / bc1, 1.0
     else:
         step_size, dscale = lr / bc1, 1.0 / math.sqrt(bc2)
     t = np.dtype(dtype).type
     return {
         "b1": t(beta1), "omb1": t(1.0 - beta1), "b2": t(beta2), "omb2": t(1.0 - beta2),
-        "eps": t(eps), "dscale": t(dscale), "step_size": t(step_size),
-        "wd": t(weight_decay), "decay": t(1.0 - lr * float(weight_decay)),
+        "eps": t(hyper.eps), "dscale": t(dscale), "step_size": t(step_size),
+        "wd": t(hyper.weight_decay), "decay": t(1.0 - lr * float(hyper.weight_decay)),
         "gscale": t(grad_scale),
     }
 
@@ -35,6 +39,17 @@ def adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype, gra
 def _flat(a):
     # A contiguous array in memory order, as a view (the C kernel's view of it).
     return a.reshape(-1, order="A")
+
+
+def _scratch(scratch, bucket, count):
+    """``count`` 1-D buffers of the bucket's dtype, as long as its largest
+    tensor, kept in ``scratch`` between calls and grown as needed."""
+    dtype = bucket.params[0].dtype
+    n = max(p.size for p in bucket.params)
+    key = (count, dtype)
+    if key not in scratch or scratch[key][0].size < n:
+        scratch[key] = tuple(np.empty(n, dtype) for _ in range(count))
+    return scratch[key]
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s, *, maximize,
@@ -76,48 +91,56 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s, *, maximize
     np.subtract(p, s1, out=p)
 
 
-def make_scratch(dtype, n):
-    return (np.empty(n, dtype), np.empty(n, dtype))
+def adam(bucket, scratch):
+    """Step one validated Adam bucket (adamcore.kinds.ADAM)."""
+    h = bucket.hyper
+    s = adam_scalars(h, bucket.step, bucket.grad_scale, bucket.params[0].dtype)
+    wd_mode = (None if float(h.weight_decay) == 0.0
+               else ("decoupled" if h.decoupled else "coupled"))
+    buffers = _scratch(scratch, bucket, 2)
+    ms, vs, vmaxs = bucket.states
+    for k, param in enumerate(bucket.params):
+        adam_update(param, bucket.grads[k], ms[k], vs[k], None if vmaxs is None else vmaxs[k],
+                    s, maximize=bool(h.maximize), wd_mode=wd_mode, scratch=buffers)
 
 
-def adam_step_buckets(buckets, n_threads=None, scratch=None):
-    """Step every bucket (see adamcore._validate) after validating all of them.
+def step_buckets(buckets, n_threads=None, scratch=None):
+    """Step every bucket (adamcore.plan.Bucket) after validating all of them.
 
-    ``scratch`` maps a dtype to a pair of scratch buffers, grown as needed and
-    kept by the caller between steps; ``n_threads`` is checked and ignored.
+    ``scratch`` holds reusable buffers between calls (a dict the caller
+    keeps); ``n_threads`` is checked and ignored: NumPy runs on one thread.
     """
-    _validate.check_buckets(buckets, n_threads)
+    check_buckets(buckets, n_threads)
     scratch = {} if scratch is None else scratch
-    for params, grads, exp_avgs, exp_avg_sqs, vmaxs, _, hyper in buckets:
-        (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
-         grad_scale) = hyper
-        if not params:
-            continue
-        dtype = params[0].dtype
-        n = max(p.size for p in params)
-        if dtype not in scratch or scratch[dtype][0].size < n:
-            scratch[dtype] = make_scratch(dtype, n)
-        s = adam_scalars(lr, beta1, beta2, eps, weight_decay, step, eps_mode, dtype, grad_scale)
-        wd_mode = None if float(weight_decay) == 0.0 else ("decoupled" if decoupled else "coupled")
-        for k, param in enumerate(params):
-            vmax = None if vmaxs is None else vmaxs[k]
-            adam_update(param, grads[k], exp_avgs[k], exp_avg_sqs[k], vmax, s,
-                        maximize=bool(maximize), wd_mode=wd_mode, scratch=scratch[dtype])
+    for bucket in buckets:
+        if bucket.params:
+            bucket.kind.reference(bucket, scratch)
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
-              weight_decay=0.0, decoupled=False, max_exp_avg_sq=None, maximize=False,
-              eps_mode="torch", grad_scale=1.0, n_threads=None):
-    """One Adam step of one array, in place, in pure NumPy.
-
-    The same signature and results as ``adamcore.functional.adam_step`` (less
-    ``impl``); see there for the algorithm. ``n_threads`` is checked, then
-    ignored: NumPy runs on one thread.
-    """
-    hyper = (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode,
-             grad_scale)
-    vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
-    adam_step_buckets([([param], [grad], [exp_avg], [exp_avg_sq], vmaxs, None, hyper)], n_threads)
+def run(plan, grads, scale, n_threads=None):
+    """Step ``plan`` (adamcore.plan.Plan) with ``grads`` (one per param, None
+    to skip) scaled by ``scale``, under the plan's contract; False, with
+    nothing done, when the plan does not cover this step."""
+    # In the binding's order: grads, scale, n_threads, hyperparameters, tensors.
+    if type(grads) is not list or len(grads) != plan.n_params:
+        raise TypeError(f"grads must be a list of {plan.n_params} arrays or None")
+    _validate.check_grad_scale(scale)
+    _validate.check_n_threads(n_threads)
+    buckets = plan.buckets(grads, scale)
+    if buckets is None:
+        return False
+    step_buckets(buckets, n_threads, plan.scratch)
+    partial = []
+    for r, row in enumerate(plan.rows):
+        present = sum(grads[i] is not None for i in row.indices)
+        if present == len(row.indices):
+            plan.steps[r] += 1
+            plan.first[r] = 0
+        elif present:
+            partial.append(r)
+    if partial:
+        plan.split(partial, grads)
+    return True
 
 
 NORM_BLOCK = 2048  # csrc/adamcore.h: ADAMCORE_NORM_BLOCK
@@ -153,145 +176,159 @@ def grad_sumsq(arrays):
 
 # ---- the optimizer family (csrc/family_body.h) ------------------------------
 
-def adabelief_rectified(h):
+def adabelief_rectified(h, step):
     """(step_size, dscale, no_denominator) of AdaBelief's rectified step, in
     double (csrc/family_step.c: rectified)."""
-    t, beta1, beta2 = int(h["step"]), float(h["beta1"]), float(h["beta2"])
+    t, beta1, beta2 = int(step), float(h.beta1), float(h.beta2)
     b2t = beta2 ** t
     bc1 = 1.0 - beta1 ** t
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho = rho_inf - 2.0 * float(t) * b2t / (1.0 - b2t)
     if rho >= 5.0:
-        return (float(h["lr"]) * math.sqrt((1.0 - b2t) * (rho - 4.0) / (rho_inf - 4.0) * (rho - 2.0)
-                                           / rho * rho_inf / (rho_inf - 2.0)) / bc1, 1.0, False)
-    return float(h["lr"]) / bc1, 1.0, True
+        return (float(h.lr) * math.sqrt((1.0 - b2t) * (rho - 4.0) / (rho_inf - 4.0) * (rho - 2.0)
+                                        / rho * rho_inf / (rho_inf - 2.0)) / bc1, 1.0, False)
+    return float(h.lr) / bc1, 1.0, True
 
 
-def family_scalars(h, dtype):
-    """Per-step scalars of a family hyper dict in double, cast once to
-    ``dtype`` (see csrc/family_step.c: family_scalars)."""
-    lr, grad_scale = float(h["lr"]), float(h["grad_scale"])
-    s = {"gscale": -grad_scale if h["maximize"] else grad_scale, "lr": lr,
-         "wd": float(h["weight_decay"]), "mom": float(h["momentum"]),
-         "omd": 1.0 - float(h["dampening"]), "alpha": float(h["alpha"]),
-         "oma": 1.0 - float(h["alpha"]), "eps": float(h["eps"])}
-    step = int(h["step"])
-    if h["kind"] == "adagrad":
-        s["lr"] = lr / (1.0 + float(step - 1) * float(h["lr_decay"]))
-    if h["kind"] == "adabelief":
-        beta1, beta2 = float(h["beta1"]), float(h["beta2"])
+def family_scalars(bucket):
+    """Per-step scalars of a family bucket in double, cast once to its dtype
+    (see csrc/family_step.c: family_scalars)."""
+    h, kind, step = bucket.hyper, bucket.kind.name, int(bucket.step)
+    lr, grad_scale = float(h.lr), float(bucket.grad_scale)
+    get = lambda name: float(getattr(h, name, 0.0))  # noqa: E731 (a field the kind lacks: 0)
+    s = {"gscale": -grad_scale if h.maximize else grad_scale, "lr": lr,
+         "wd": get("weight_decay"), "mom": get("momentum"), "omd": 1.0 - get("dampening"),
+         "alpha": get("alpha"), "oma": 1.0 - get("alpha"), "eps": get("eps")}
+    if kind == "adagrad":
+        s["lr"] = lr / (1.0 + float(step - 1) * float(h.lr_decay))
+    if kind == "adabelief":
+        beta1, beta2 = float(h.beta1), float(h.beta2)
         bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
         s.update(b1=beta1, omb1=1.0 - beta1, b2=beta2, omb2=1.0 - beta2,
                  dscale=1.0 / math.sqrt(bc2), step_size=lr / bc1,
-                 decay=1.0 - lr * float(h["weight_decay"]))
-        if h["rectify"]:
-            s["step_size"], s["dscale"], _ = adabelief_rectified(h)
-    t = np.dtype(dtype).type
+                 decay=1.0 - lr * float(h.weight_decay))
+        if h.rectify:
+            s["step_size"], s["dscale"], _ = adabelief_rectified(h, step)
+    t = bucket.params[0].dtype.type
     return {k: t(v) for k, v in s.items()}
 
 
-def family_update(h, param, grad, states, s, scratch):
-    """One family update of already-validated arrays, in place: the
-    operations of csrc/family_body.h in its order. ``states`` are the kind's
-    3 slots (arrays or None), ``s`` is from ``family_scalars``, ``scratch``
-    three 1-D arrays of the dtype, at least as long."""
-    p, g = _flat(param), _flat(grad)
-    s0, s1, s2 = (None if a is None else _flat(a) for a in states)
-    n = p.size
-    t1, t2, t3 = (a[:n] for a in scratch)
+def _family(update):
+    """A kind's bucket function from its per-tensor ``update``: scalars once,
+    then each tensor with the kind's 3 slots and 3 scratch buffers."""
+    def step(bucket, scratch):
+        s = family_scalars(bucket)
+        buffers = _scratch(scratch, bucket, 3)
+        for k, param in enumerate(bucket.params):
+            slots = tuple(None if a is None else _flat(a[k]) for a in bucket.states)
+            n = param.size
+            update(bucket, _flat(param), _flat(bucket.grads[k]), slots, s,
+                   tuple(b[:n] for b in buffers))
+    step.__name__ = step.__qualname__ = update.__name__[1:-len("_update")]
+    step.__doc__ = f"Step one validated {step.__name__} bucket (adamcore.kinds)."
+    return step
+
+
+def _grad_in(bucket, p, g, s, t1, t2, decoupled=False):
+    """g = g * gscale (maximize folded into the sign), then L2 weight decay."""
     np.multiply(g, s["gscale"], out=t1)                # g = g * gscale
-    g = t1
-    kind = h["kind"]
-    if float(h["weight_decay"]) != 0.0 and not (kind == "adabelief" and h["decoupled"]):
+    if float(bucket.hyper.weight_decay) != 0.0 and not decoupled:
         np.multiply(p, s["wd"], out=t2)                # g = g + wd*p
-        np.add(g, t2, out=g)
-    if kind == "sgd":
-        if s0 is not None:
-            if h["first"]:
-                np.copyto(s0, g)                       # buf = g
-            else:
-                np.multiply(s0, s["mom"], out=s0)      # buf = mom*buf + (1-dampening)*g
-                np.multiply(g, s["omd"], out=t2)
-                np.add(s0, t2, out=s0)
-            if h["nesterov"]:
-                np.multiply(s0, s["mom"], out=t2)      # g = g + mom*buf
-                np.add(g, t2, out=g)
-            else:
-                g = s0                                 # g = buf
-        np.multiply(g, s["lr"], out=t2)                # p = p - lr*g
-        np.subtract(p, t2, out=p)
-    elif kind == "rmsprop":
-        np.multiply(s0, s["alpha"], out=s0)            # sq = alpha*sq + (1-alpha)*(g*g)
-        np.multiply(g, g, out=t2)
+        np.add(t1, t2, out=t1)
+    return t1
+
+
+def _sgd_update(bucket, p, g, states, s, scratch):
+    t1, t2, _ = scratch
+    g = _grad_in(bucket, p, g, s, t1, t2)
+    s0 = states[0]
+    if s0 is not None:
+        if bucket.first:
+            np.copyto(s0, g)                           # buf = g
+        else:
+            np.multiply(s0, s["mom"], out=s0)          # buf = mom*buf + (1-dampening)*g
+            np.multiply(g, s["omd"], out=t2)
+            np.add(s0, t2, out=s0)
+        if bucket.hyper.nesterov:
+            np.multiply(s0, s["mom"], out=t2)          # g = g + mom*buf
+            np.add(g, t2, out=g)
+        else:
+            g = s0                                     # g = buf
+    np.multiply(g, s["lr"], out=t2)                    # p = p - lr*g
+    np.subtract(p, t2, out=p)
+
+
+def _rmsprop_update(bucket, p, g, states, s, scratch):
+    t1, t2, _ = scratch
+    g = _grad_in(bucket, p, g, s, t1, t2)
+    s0, s1, s2 = states
+    np.multiply(s0, s["alpha"], out=s0)                # sq = alpha*sq + (1-alpha)*(g*g)
+    np.multiply(g, g, out=t2)
+    np.multiply(t2, s["oma"], out=t2)
+    np.add(s0, t2, out=s0)
+    if s2 is not None:
+        np.subtract(g, s2, out=t2)                     # ga = ga + (1-alpha)*(g - ga)
         np.multiply(t2, s["oma"], out=t2)
-        np.add(s0, t2, out=s0)
-        if s2 is not None:
-            np.subtract(g, s2, out=t2)                 # ga = ga + (1-alpha)*(g - ga)
-            np.multiply(t2, s["oma"], out=t2)
-            np.add(s2, t2, out=s2)
-            np.multiply(s2, s2, out=t2)                # avg = sqrt(sq - ga*ga) + eps
-            np.subtract(s0, t2, out=t2)
-            np.sqrt(t2, out=t2)
-        else:
-            np.sqrt(s0, out=t2)                        # avg = sqrt(sq) + eps
-        np.add(t2, s["eps"], out=t2)
-        np.divide(g, t2, out=t2)                       # g/avg
-        if s1 is not None:
-            np.multiply(s1, s["mom"], out=s1)          # buf = mom*buf + g/avg
-            np.add(s1, t2, out=s1)
-            np.multiply(s1, s["lr"], out=t2)           # p = p - lr*buf
-        else:
-            np.multiply(t2, s["lr"], out=t2)           # p = p - lr*(g/avg)
-        np.subtract(p, t2, out=p)
-    elif kind == "adagrad":
-        np.multiply(g, g, out=t2)                      # sum = sum + g*g
-        np.add(s0, t2, out=s0)
-        np.sqrt(s0, out=t2)                            # p = p - clr*(g/(sqrt(sum) + eps))
-        np.add(t2, s["eps"], out=t2)
-        np.divide(g, t2, out=t2)
-        np.multiply(t2, s["lr"], out=t2)
-        np.subtract(p, t2, out=p)
-    else:  # adabelief
-        np.multiply(s0, s["b1"], out=s0)               # m = b1*m + (1-b1)*g
-        np.multiply(g, s["omb1"], out=t2)
-        np.add(s0, t2, out=s0)
-        np.subtract(g, s0, out=t3)                     # r = g - m
-        np.multiply(t3, t3, out=t3)                    # s = (b2*s + (1-b2)*(r*r)) + eps
-        np.multiply(t3, s["omb2"], out=t3)
-        np.multiply(s1, s["b2"], out=s1)
-        np.add(s1, t3, out=s1)
-        np.add(s1, s["eps"], out=s1)
-        v = s1
-        if s2 is not None:                             # smax = maximum(smax, s)
-            np.maximum(s2, s1, out=s2)
-            v = s2
-        if h["decoupled"] and float(h["weight_decay"]) != 0.0:
-            np.multiply(p, s["decay"], out=p)          # p = p * (1 - lr*wd)
-        if h["rectify"] and adabelief_rectified(h)[2]:
-            np.multiply(s0, s["step_size"], out=t3)    # p = p - step_size*m
-        else:
-            np.sqrt(v, out=t3)                         # denom = sqrt(s)*dscale + eps
-            np.multiply(t3, s["dscale"], out=t3)
-            np.add(t3, s["eps"], out=t3)
-            np.divide(s0, t3, out=t3)                  # p = p - step_size*(m/denom)
-            np.multiply(t3, s["step_size"], out=t3)
-        np.subtract(p, t3, out=p)
+        np.add(s2, t2, out=s2)
+        np.multiply(s2, s2, out=t2)                    # avg = sqrt(sq - ga*ga) + eps
+        np.subtract(s0, t2, out=t2)
+        np.sqrt(t2, out=t2)
+    else:
+        np.sqrt(s0, out=t2)                            # avg = sqrt(sq) + eps
+    np.add(t2, s["eps"], out=t2)
+    np.divide(g, t2, out=t2)                           # g/avg
+    if s1 is not None:
+        np.multiply(s1, s["mom"], out=s1)              # buf = mom*buf + g/avg
+        np.add(s1, t2, out=s1)
+        np.multiply(s1, s["lr"], out=t2)               # p = p - lr*buf
+    else:
+        np.multiply(t2, s["lr"], out=t2)               # p = p - lr*(g/avg)
+    np.subtract(p, t2, out=p)
 
 
-def family_step_buckets(buckets, n_threads=None, scratch=None):
-    """Step every family bucket (see adamcore._validate) after validating all
-    of them; ``scratch`` as for ``adam_step_buckets`` (three buffers)."""
-    _validate.check_family_buckets(buckets, n_threads)
-    scratch = {} if scratch is None else scratch
-    for params, grads, states, _, h in buckets:
-        if not params:
-            continue
-        dtype = params[0].dtype
-        n = max(p.size for p in params)
-        key = ("family", dtype)
-        if key not in scratch or scratch[key][0].size < n:
-            scratch[key] = tuple(np.empty(n, dtype) for _ in range(3))
-        s = family_scalars(h, dtype)
-        for k, param in enumerate(params):
-            slots = tuple(None if a is None else a[k] for a in states)
-            family_update(h, param, grads[k], slots, s, scratch[key])
+def _adagrad_update(bucket, p, g, states, s, scratch):
+    t1, t2, _ = scratch
+    g = _grad_in(bucket, p, g, s, t1, t2)
+    s0 = states[0]
+    np.multiply(g, g, out=t2)                          # sum = sum + g*g
+    np.add(s0, t2, out=s0)
+    np.sqrt(s0, out=t2)                                # p = p - clr*(g/(sqrt(sum) + eps))
+    np.add(t2, s["eps"], out=t2)
+    np.divide(g, t2, out=t2)
+    np.multiply(t2, s["lr"], out=t2)
+    np.subtract(p, t2, out=p)
+
+
+def _adabelief_update(bucket, p, g, states, s, scratch):
+    t1, t2, t3 = scratch
+    h = bucket.hyper
+    g = _grad_in(bucket, p, g, s, t1, t2, decoupled=h.decoupled)
+    s0, s1, s2 = states
+    np.multiply(s0, s["b1"], out=s0)                   # m = b1*m + (1-b1)*g
+    np.multiply(g, s["omb1"], out=t2)
+    np.add(s0, t2, out=s0)
+    np.subtract(g, s0, out=t3)                         # r = g - m
+    np.multiply(t3, t3, out=t3)                        # s = (b2*s + (1-b2)*(r*r)) + eps
+    np.multiply(t3, s["omb2"], out=t3)
+    np.multiply(s1, s["b2"], out=s1)
+    np.add(s1, t3, out=s1)
+    np.add(s1, s["eps"], out=s1)
+    v = s1
+    if s2 is not None:                                 # smax = maximum(smax, s)
+        np.maximum(s2, s1, out=s2)
+        v = s2
+    if h.decoupled and float(h.weight_decay) != 0.0:
+        np.multiply(p, s["decay"], out=p)              # p = p * (1 - lr*wd)
+    if h.rectify and adabelief_rectified(h, bucket.step)[2]:
+        np.multiply(s0, s["step_size"], out=t3)        # p = p - step_size*m
+    else:
+        np.sqrt(v, out=t3)                             # denom = sqrt(s)*dscale + eps
+        np.multiply(t3, s["dscale"], out=t3)
+        np.add(t3, s["eps"], out=t3)
+        np.divide(s0, t3, out=t3)                      # p = p - step_size*(m/denom)
+        np.multiply(t3, s["step_size"], out=t3)
+    np.subtract(p, t3, out=p)
+
+
+sgd, rmsprop, adagrad, adabelief = (_family(f) for f in (_sgd_update, _rmsprop_update,
+                                                          _adagrad_update, _adabelief_update))

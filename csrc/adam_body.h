@@ -22,7 +22,7 @@
 #define ADAM_CHUNK ADAM_CAT(adam_chunk, SUF)
 #define ADAM_SCALARS ADAM_CAT(adamcore_scalars, SUF)
 
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 ADAM_LOOP(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,
           T *restrict vmax, int64_t n, const ADAM_SCALARS *s,
           const int maximize, const int amsgrad, const int wd_mode)
@@ -52,7 +52,7 @@ ADAM_LOOP(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,
 
 #define ADAM_ALIGNED(ptr) (((uintptr_t)(ptr) & 63u) == 0)
 
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 ADAM_CHUNK(T *p, const T *g, T *m, T *v, T *vmax, int64_t n,
            const ADAM_SCALARS *s, const int maximize, const int amsgrad,
            const int wd_mode)
@@ -68,10 +68,10 @@ ADAM_CHUNK(T *p, const T *g, T *m, T *v, T *vmax, int64_t n,
     if (amsgrad) vmax += head;
     if (ADAM_ALIGNED(p) && ADAM_ALIGNED(m) && ADAM_ALIGNED(v) &&
         (!amsgrad || ADAM_ALIGNED(vmax))) {
-        ADAM_LOOP((T *)__builtin_assume_aligned(p, 64), g,
-                  (T *)__builtin_assume_aligned(m, 64),
-                  (T *)__builtin_assume_aligned(v, 64),
-                  amsgrad ? (T *)__builtin_assume_aligned(vmax, 64) : vmax,
+        ADAM_LOOP((T *)ADAMCORE_ASSUME_ALIGNED(p, 64), g,
+                  (T *)ADAMCORE_ASSUME_ALIGNED(m, 64),
+                  (T *)ADAMCORE_ASSUME_ALIGNED(v, 64),
+                  amsgrad ? (T *)ADAMCORE_ASSUME_ALIGNED(vmax, 64) : vmax,
                   n, s, maximize, amsgrad, wd_mode);
     } else {
         ADAM_LOOP(p, g, m, v, vmax, n, s, maximize, amsgrad, wd_mode);
@@ -79,7 +79,7 @@ ADAM_CHUNK(T *p, const T *g, T *m, T *v, T *vmax, int64_t n,
 }
 
 /* Resolve the runtime variant to one of the 12 specialised bodies. */
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 ADAM_CAT(adam_dispatch, SUF)(void *p, const void *g, void *m, void *v,
                              void *vmax, int64_t n, const void *scalars,
                              int variant)

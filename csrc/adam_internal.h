@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include "adamcore.h"
+#include "compat.h"
 
 /* Per-step scalars, computed once per call in double (adam_step.c) and cast
  * once to the element type before the loop. */
@@ -41,12 +42,7 @@ typedef void (*adamcore_chunk_fn)(void *p, const void *g, void *m, void *v,
                                     void *, int64_t, const void *, int);
 
 ADAMCORE_DECLARE_CHUNKS(baseline)
-#if defined(__x86_64__) || defined(_M_X64)
-#define ADAMCORE_X86 1
-/* The function attributes of the SIMD levels above baseline. */
-#define ADAMCORE_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define ADAMCORE_TARGET_AVX512 \
-    __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
+#ifdef ADAMCORE_X86 /* compat.h: the AVX2 and AVX-512 levels are built */
 ADAMCORE_DECLARE_CHUNKS(avx2)
 ADAMCORE_DECLARE_CHUNKS(avx512)
 #endif

@@ -20,20 +20,15 @@ const char *adamcore_simd_name(int level)
 
 int adamcore_simd_supported(void)
 {
-#if defined(ADAMCORE_X86) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-        return ADAMCORE_SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return ADAMCORE_SIMD_AVX2;
-#endif
+    ADAMCORE_CPU_INIT();  /* compat.h: baseline only where the levels are not built */
+    if (ADAMCORE_CPU_HAS_AVX512()) return ADAMCORE_SIMD_AVX512;
+    if (ADAMCORE_CPU_HAS_AVX2()) return ADAMCORE_SIMD_AVX2;
     return ADAMCORE_SIMD_BASELINE;
 }
 
-/* -1 until first use; then the level in use. Plain int loads and stores
- * through the atomic builtins: a concurrent set and step see one or the
- * other level, and both give the same bits. */
+/* -1 until first use; then the level in use. Relaxed atomic int loads and
+ * stores (compat.h): a concurrent set and step see one or the other level,
+ * and both give the same bits. */
 static int simd_level = -1;
 
 static int simd_initial(void)
@@ -49,10 +44,10 @@ static int simd_initial(void)
 
 int adamcore_simd_get(void)
 {
-    int level = __atomic_load_n(&simd_level, __ATOMIC_RELAXED);
+    int level = ADAMCORE_LOAD_INT_RELAXED(&simd_level);
     if (level < 0) {
         level = simd_initial();
-        __atomic_store_n(&simd_level, level, __ATOMIC_RELAXED);
+        ADAMCORE_STORE_INT_RELAXED(&simd_level, level);
     }
     return level;
 }
@@ -60,7 +55,7 @@ int adamcore_simd_get(void)
 int adamcore_simd_set(int level)
 {
     if (level < 0 || level > adamcore_simd_supported()) return ADAMCORE_EUNSUPPORTED;
-    __atomic_store_n(&simd_level, level, __ATOMIC_RELAXED);
+    ADAMCORE_STORE_INT_RELAXED(&simd_level, level);
     return ADAMCORE_OK;
 }
 
@@ -150,8 +145,8 @@ static void run_range(const void *ctx, int64_t lo, int64_t hi)
         const int64_t b = hi < off + n ? hi - off : n;
         if (a < b) {
             j->fn((char *)t->param + a * esize, (const char *)t->grad + a * esize,
-                  (char *)t->exp_avg + a * esize, (char *)t->exp_avg_sq + a * esize,
-                  t->max_exp_avg_sq ? (char *)t->max_exp_avg_sq + a * esize : NULL,
+                  (char *)t->state[0] + a * esize, (char *)t->state[1] + a * esize,
+                  t->state[2] ? (char *)t->state[2] + a * esize : NULL,
                   b - a, j->scalars, j->variant);
         }
         off += n;
@@ -168,8 +163,8 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
     for (int64_t i = 0; i < n_tensors; i++) {
         const adamcore_tensor *t = &tensors[i];
         if (t->n < 0) return ADAMCORE_EINVAL;
-        if (t->n > 0 && (!t->param || !t->grad || !t->exp_avg || !t->exp_avg_sq ||
-                         (h->amsgrad && !t->max_exp_avg_sq)))
+        if (t->n > 0 && (!t->param || !t->grad || !t->state[0] || !t->state[1] ||
+                         (h->amsgrad && !t->state[2])))
             return ADAMCORE_EINVAL;
         total += t->n;
     }

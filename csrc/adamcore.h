@@ -33,15 +33,22 @@ enum {
     ADAMCORE_SIMD_COUNT = 3
 };
 
-/* One parameter tensor and its state, all of the same dtype and length n.
- * Buffers must not overlap each other or any buffer of another tensor in the
- * same call; max_exp_avg_sq is NULL unless amsgrad is set. */
+/* One parameter tensor and its state buffers, all of the param's dtype and
+ * length n. Buffers must not overlap each other or any buffer of another
+ * tensor in the same call. Every kind takes this one row type; which state
+ * slot holds what, and when it is required (NULL otherwise):
+ *   Adam       state[0] exp_avg (m); state[1] exp_avg_sq (v);
+ *              state[2] max_exp_avg_sq         if amsgrad
+ *   SGD        state[0] momentum_buffer        if momentum != 0
+ *   RMSprop    state[0] square_avg; state[1] momentum_buffer if momentum != 0;
+ *              state[2] grad_avg               if centered
+ *   Adagrad    state[0] sum
+ *   AdaBelief  state[0] exp_avg; state[1] exp_avg_var;
+ *              state[2] max_exp_avg_var        if amsgrad */
 typedef struct {
     void *param;           /* IN/OUT */
     const void *grad;      /* IN     */
-    void *exp_avg;         /* IN/OUT first moment m */
-    void *exp_avg_sq;      /* IN/OUT second moment v */
-    void *max_exp_avg_sq;  /* IN/OUT running max of v (AMSGrad) or NULL */
+    void *state[3];        /* IN/OUT */
     int64_t n;             /* number of elements, >= 0 */
 } adamcore_tensor;
 
@@ -76,24 +83,10 @@ enum {
     ADAMCORE_SGD = 0,
     ADAMCORE_RMSPROP = 1,
     ADAMCORE_ADAGRAD = 2,
-    ADAMCORE_ADABELIEF = 3
+    ADAMCORE_ADABELIEF = 3,
+    ADAMCORE_ADAM = 4      /* not a family kind: adamcore_adam_step_*; named here so
+                              that one number names every kind (adamcore/kinds.py) */
 };
-
-/* One parameter tensor and its state buffers (all of the param's dtype and
- * length n, no two overlapping). Which slot holds what, and when it is
- * required (NULL otherwise):
- *   SGD        state[0] momentum_buffer        if momentum != 0
- *   RMSprop    state[0] square_avg; state[1] momentum_buffer if momentum != 0;
- *              state[2] grad_avg               if centered
- *   Adagrad    state[0] sum
- *   AdaBelief  state[0] exp_avg; state[1] exp_avg_var;
- *              state[2] max_exp_avg_var        if amsgrad */
-typedef struct {
-    void *param;           /* IN/OUT */
-    const void *grad;      /* IN     */
-    void *state[3];        /* IN/OUT */
-    int64_t n;             /* number of elements, >= 0 */
-} adamcore_family_tensor;
 
 /* Hyperparameters; each optimizer reads its own (PyTorch's names). All reals
  * finite and >= 0 unless stated. */
@@ -119,9 +112,9 @@ typedef struct {
                               rectify, degenerated_to_sgd); see family_step.c */
 } adamcore_family_hyper;
 
-int adamcore_family_step_f32(const adamcore_family_tensor *tensors, int64_t n_tensors,
+int adamcore_family_step_f32(const adamcore_tensor *tensors, int64_t n_tensors,
                              const adamcore_family_hyper *hyper, int n_threads);
-int adamcore_family_step_f64(const adamcore_family_tensor *tensors, int64_t n_tensors,
+int adamcore_family_step_f64(const adamcore_tensor *tensors, int64_t n_tensors,
                              const adamcore_family_hyper *hyper, int n_threads);
 
 /* Fewer elements than this in one call run on the calling thread with no

@@ -38,7 +38,7 @@ int main(void)
     for (int64_t n = 1024; n <= (1 << 20); n *= 2) {
         float *a = aligned_alloc(64, (size_t)n * 16);
         for (int64_t i = 0; i < 4 * n; i++) a[i] = (float)(i % 7) * 0.1f;
-        adamcore_tensor t = {a, a + n, a + 2 * n, a + 3 * n, NULL, n};
+        adamcore_tensor t = {a, a + n, {a + 2 * n, a + 3 * n, NULL}, n};
         const int reps = (int)(4000000 / n) + 1;
         median_ns(&t, 2, reps); /* warm the thread pool */
         const double one = median_ns(&t, 1, reps), two = median_ns(&t, 2, reps);

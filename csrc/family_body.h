@@ -30,7 +30,7 @@
 #define FAM_CHUNK FAM_CAT(family_chunk, SUF)
 #define FAM_SCALARS FAM_CAT(adamcore_family_scalars, SUF)
 
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 FAM_LOOP(T *restrict p, const T *restrict g, T *restrict s0, T *restrict s1, T *restrict s2,
          int64_t n, const FAM_SCALARS *s, const int kind, const int flags)
 {
@@ -94,7 +94,7 @@ FAM_LOOP(T *restrict p, const T *restrict g, T *restrict s0, T *restrict s1, T *
 #define FAM_ALIGNED(ptr) (((uintptr_t)(ptr) & 63u) == 0)
 #define FAM_AT(ptr) ((ptr) ? (ptr) + head : (ptr))
 
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 FAM_CHUNK(T *p, const T *g, T *s0, T *s1, T *s2, int64_t n, const FAM_SCALARS *s,
           const int kind, const int flags)
 {
@@ -109,14 +109,14 @@ FAM_CHUNK(T *p, const T *g, T *s0, T *s1, T *s2, int64_t n, const FAM_SCALARS *s
     s0 = FAM_AT(s0); s1 = FAM_AT(s1); s2 = FAM_AT(s2);
     if (FAM_ALIGNED(p) && (!s0 || FAM_ALIGNED(s0)) && (!s1 || FAM_ALIGNED(s1)) &&
         (!s2 || FAM_ALIGNED(s2))) {
-        FAM_LOOP((T *)__builtin_assume_aligned(p, 64), g, s0, s1, s2, n, s, kind, flags);
+        FAM_LOOP((T *)ADAMCORE_ASSUME_ALIGNED(p, 64), g, s0, s1, s2, n, s, kind, flags);
     } else {
         FAM_LOOP(p, g, s0, s1, s2, n, s, kind, flags);
     }
 }
 
 /* Resolve the runtime (kind, flags) to one of the specialised bodies. */
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 FAM_CAT(family_dispatch, SUF)(void *p, const void *g, void *s0, void *s1, void *s2, int64_t n,
                               const void *scalars, int kind, int flags)
 {

@@ -38,7 +38,7 @@ enum {
 };
 
 /* Steps n elements of one tensor on the calling thread; s0..s2 are the state
- * slots of adamcore_family_tensor (NULL where unused). */
+ * slots of adamcore_tensor (NULL where unused). */
 typedef void (*adamcore_family_fn)(void *p, const void *g, void *s0, void *s1, void *s2,
                                    int64_t n, const void *scalars, int kind, int flags);
 

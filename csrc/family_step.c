@@ -123,7 +123,7 @@ static adamcore_family_fn family_fn(int level, int is_f64)
 
 /* One call's work, shared by the threads. */
 typedef struct {
-    const adamcore_family_tensor *tensors;
+    const adamcore_tensor *tensors;
     int64_t n_tensors;
     adamcore_family_fn fn;
     const void *scalars;
@@ -139,7 +139,7 @@ static void run_range(const void *ctx, int64_t lo, int64_t hi)
     const family_job *j = (const family_job *)ctx;
     int64_t off = 0;
     for (int64_t i = 0; i < j->n_tensors && off < hi; i++) {
-        const adamcore_family_tensor *t = &j->tensors[i];
+        const adamcore_tensor *t = &j->tensors[i];
         const int64_t a = lo > off ? lo - off : 0;
         const int64_t b = hi < off + t->n ? hi - off : t->n;
         if (a < b)
@@ -151,7 +151,7 @@ static void run_range(const void *ctx, int64_t lo, int64_t hi)
 
 #undef AT
 
-static int family_step(const adamcore_family_tensor *tensors, int64_t n_tensors,
+static int family_step(const adamcore_tensor *tensors, int64_t n_tensors,
                        const adamcore_family_hyper *h, int n_threads, int is_f64)
 {
     if (!hyper_valid(h) || n_tensors < 0 || (n_tensors > 0 && tensors == NULL) ||
@@ -160,7 +160,7 @@ static int family_step(const adamcore_family_tensor *tensors, int64_t n_tensors,
     const int slots = required_slots(h);
     int64_t total = 0;
     for (int64_t i = 0; i < n_tensors; i++) {
-        const adamcore_family_tensor *t = &tensors[i];
+        const adamcore_tensor *t = &tensors[i];
         if (t->n < 0) return ADAMCORE_EINVAL;
         for (int k = 0; k < 3; k++)  /* a slot is given exactly when required */
             if ((t->state[k] != NULL) != ((slots >> k) & 1) && t->n > 0) return ADAMCORE_EINVAL;
@@ -185,13 +185,13 @@ static int family_step(const adamcore_family_tensor *tensors, int64_t n_tensors,
     return ADAMCORE_OK;
 }
 
-int adamcore_family_step_f32(const adamcore_family_tensor *tensors, int64_t n_tensors,
+int adamcore_family_step_f32(const adamcore_tensor *tensors, int64_t n_tensors,
                              const adamcore_family_hyper *hyper, int n_threads)
 {
     return family_step(tensors, n_tensors, hyper, n_threads, 0);
 }
 
-int adamcore_family_step_f64(const adamcore_family_tensor *tensors, int64_t n_tensors,
+int adamcore_family_step_f64(const adamcore_tensor *tensors, int64_t n_tensors,
                              const adamcore_family_hyper *hyper, int n_threads)
 {
     return family_step(tensors, n_tensors, hyper, n_threads, 1);

@@ -23,8 +23,7 @@
 #define LANES 16
 
 #define DEFINE_BLOCK(T, SUF)                                                        \
-    static inline __attribute__((always_inline)) double block_##SUF(const T *x,    \
-                                                                    int64_t n)      \
+    static ADAMCORE_ALWAYS_INLINE double block_##SUF(const T *x, int64_t n)         \
     {                                                                               \
         double acc[LANES] = {0};                                                    \
         int64_t i = 0;                                                              \

@@ -9,7 +9,7 @@
 #include "adam_internal.h"
 #include "omp_compat.h"
 
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 probe_loop(float *restrict p, const float *restrict g, float *restrict m,
            float *restrict v, int64_t n)
 {
@@ -25,7 +25,7 @@ typedef void (*probe_fn)(float *, const float *, float *, float *, int64_t);
 
 /* Peel to a 64-byte line of p, as the Adam kernel does, so that both see the
  * same aligned streams (arrays at one offset mod 64, like a param's state). */
-static inline __attribute__((always_inline)) void
+static ADAMCORE_ALWAYS_INLINE void
 probe_chunk(float *p, const float *g, float *m, float *v, int64_t n)
 {
     int64_t head = (int64_t)(((64u - ((uintptr_t)p & 63u)) & 63u) / sizeof(float));

@@ -97,9 +97,9 @@ static void run_case(int is_f64, int64_t n, int offset, const adamcore_adam_hype
         const size_t at = j ? (size_t)n0 * es : 0;
         t[j].param = kp[0] + at;
         t[j].grad = kp[1] + at;
-        t[j].exp_avg = kp[2] + at;
-        t[j].exp_avg_sq = kp[3] + at;
-        t[j].max_exp_avg_sq = base->amsgrad ? kp[4] + at : NULL;
+        t[j].state[0] = kp[2] + at;
+        t[j].state[1] = kp[3] + at;
+        t[j].state[2] = base->amsgrad ? kp[4] + at : NULL;
         t[j].n = j ? n - n0 : n0;
     }
     CHECK(adamcore_simd_set(level) == ADAMCORE_OK, "set level %d", level);
@@ -132,7 +132,7 @@ static void run_case(int is_f64, int64_t n, int offset, const adamcore_adam_hype
 static void test_invalid(void)
 {
     float x = 0;
-    adamcore_tensor t = {&x, &x, &x, &x, NULL, 1};
+    adamcore_tensor t = {&x, &x, {&x, &x, NULL}, 1};
     const adamcore_adam_hyper ok = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
     adamcore_adam_hyper h;
 #define EXPECT_EINVAL(field, value)                                                  \
@@ -294,7 +294,7 @@ static void run_family_case(int is_f64, int64_t n, int offset, const adamcore_fa
         rp[a] = r[a] + (size_t)offset * es;
     }
     const int64_t n0 = n / 3;
-    adamcore_family_tensor t[2];
+    adamcore_tensor t[2];
     for (int j = 0; j < 2; j++) {
         const size_t at = j ? (size_t)n0 * es : 0;
         t[j].param = kp[0] + at;
@@ -397,7 +397,7 @@ static int family_variants(adamcore_family_hyper *out)
 static void test_family_invalid(void)
 {
     float x[4] = {0, 0, 0, 0}, y[4] = {1, 1, 1, 1}, s[3][4] = {{0}};
-    adamcore_family_tensor t = {x, y, {s[0], s[1], s[2]}, 4};
+    adamcore_tensor t = {x, y, {s[0], s[1], s[2]}, 4};
     adamcore_family_hyper h;
 #define FAMILY_EINVAL(kind, state0, state1, state2, field, value)                          \
     do {                                                                                    \
@@ -484,7 +484,7 @@ static void test_family_invalid(void)
     CHECK(adamcore_family_step_f32(NULL, 1, &ok, 1) == ADAMCORE_EINVAL, "family NULL table");
     CHECK(adamcore_family_step_f32(&t, 1, NULL, 1) == ADAMCORE_EINVAL, "family NULL hyper");
     CHECK(adamcore_family_step_f64(&t, -1, &ok, 1) == ADAMCORE_EINVAL, "family n_tensors=-1");
-    adamcore_family_tensor bad = t;
+    adamcore_tensor bad = t;
     bad.n = -1;
     CHECK(adamcore_family_step_f32(&bad, 1, &ok, 1) == ADAMCORE_EINVAL, "family n=-1");
     bad = t;
@@ -494,7 +494,7 @@ static void test_family_invalid(void)
     bad.grad = NULL;
     CHECK(adamcore_family_step_f32(&bad, 1, &ok, 1) == ADAMCORE_EINVAL, "family NULL grad");
     /* A refused table is refused whole: a good first tensor is not stepped either. */
-    adamcore_family_tensor two[2] = {t, t};
+    adamcore_tensor two[2] = {t, t};
     two[1].state[0] = NULL;
     CHECK(adamcore_family_step_f32(two, 2, &ok, 1) == ADAMCORE_EINVAL, "family second bad");
     for (int i = 0; i < 4; i++)
@@ -502,7 +502,7 @@ static void test_family_invalid(void)
               "a refused family call wrote element %d", i);
     /* Empty work is fine: no table, or tensors of 0 elements (their slots unread). */
     CHECK(adamcore_family_step_f64(NULL, 0, &ok, 1) == ADAMCORE_OK, "family empty table");
-    adamcore_family_tensor empty = {NULL, NULL, {NULL, NULL, NULL}, 0};
+    adamcore_tensor empty = {NULL, NULL, {NULL, NULL, NULL}, 0};
     CHECK(adamcore_family_step_f32(&empty, 1, &ok, 1) == ADAMCORE_OK, "family 0 elements");
     /* And a valid call does write. */
     CHECK(adamcore_family_step_f32(&t, 1, &ok, 1) == ADAMCORE_OK, "family valid");

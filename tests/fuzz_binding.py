@@ -1,12 +1,12 @@
 """Fuzz target for the binding's argument checks (adamcore._kernel).
 
-Each case calls one entry point (``functional.adam_step`` with impl="c",
-``_kernel.adam_step_one``, ``_kernel.adam_step_buckets``) with random
+Each case calls one entry point (``functional.adam_step``, ``step_buckets``
+or ``run`` of a plan) with random
 arguments: arrays of random dtype, byte order, shape, layout, alignment,
 writeability and aliasing; hyperparameters that are valid, NaN, infinite,
 negative, huge, bools, NumPy scalars or of the wrong type; random bucket
 structures. The same case is built twice (from the same choices) and run once
-through the C binding and once through ``adamcore.reference``. The invariant:
+through the C binding and once through the NumPy reference. The invariant:
 
 - both succeed, and every buffer holds the same values afterwards (NaN
   matching NaN), or
@@ -36,12 +36,14 @@ if __name__ == "__main__" and "--plain" not in sys.argv:
     import atheris
 
     with atheris.instrument_imports(include=["adamcore"]):
-        from adamcore import _impl, functional, reference
+        from adamcore import _impl, functional, kinds, reference
+        from adamcore.plan import Bucket, Plan
 else:
-    from adamcore import _impl, functional, reference
+    from adamcore import _impl, functional, kinds, reference
+    from adamcore.plan import Bucket, Plan
 
 KERNEL = _impl.kernel()
-ENTRIES = ("functional", "one", "buckets")
+ENTRIES = ("functional", "buckets", "plan")
 
 
 # ---- sources of choices -----------------------------------------------------
@@ -128,16 +130,17 @@ def real(d, lo, hi):
     return pick(d, ODD_REALS)
 
 
-def hyper(d):
-    lr = real(d, 0.0, 1.0)
-    beta1, beta2 = real(d, 0.0, 1.0), real(d, 0.0, 1.0)
-    eps, weight_decay = real(d, 0.0, 1e-3), real(d, 0.0, 0.1)
-    step = d.int(1, 10 ** 6) if d.chance(0.85) else pick(d, ODD_STEPS)
-    decoupled = d.chance(0.5) if d.chance(0.9) else pick(d, FLAGS)
-    maximize = d.chance(0.5) if d.chance(0.9) else pick(d, FLAGS)
-    eps_mode = pick(d, EPS_MODES[:2]) if d.chance(0.9) else pick(d, EPS_MODES)
-    grad_scale = 1.0 if d.chance(0.5) else real(d, 0.0, 2.0)
-    return (lr, beta1, beta2, eps, weight_decay, step, decoupled, maximize, eps_mode, grad_scale)
+def hyper(d, amsgrad):
+    """Adam's hyperparameters as functional.adam_step's keywords (less arrays)."""
+    return dict(
+        lr=real(d, 0.0, 1.0), beta1=real(d, 0.0, 1.0), beta2=real(d, 0.0, 1.0),
+        eps=real(d, 0.0, 1e-3), weight_decay=real(d, 0.0, 0.1),
+        step=d.int(1, 10 ** 6) if d.chance(0.85) else pick(d, ODD_STEPS),
+        decoupled=d.chance(0.5) if d.chance(0.9) else pick(d, FLAGS),
+        maximize=d.chance(0.5) if d.chance(0.9) else pick(d, FLAGS),
+        eps_mode=pick(d, EPS_MODES[:2]) if d.chance(0.9) else pick(d, EPS_MODES),
+        grad_scale=1.0 if d.chance(0.5) else real(d, 0.0, 2.0),
+        amsgrad=amsgrad if d.chance(0.95) else pick(d, FLAGS))
 
 
 # ---- arrays -----------------------------------------------------------------
@@ -229,57 +232,78 @@ def build(d):
     arrays = Arrays(d)
     entry = pick(d, ENTRIES)
     n_threads = None if d.chance(0.5) else pick(d, N_THREADS)
-    if entry in ("functional", "one"):
+    if entry == "functional":
         p, g, m, v, *vmax = arrays.tensor(amsgrad=d.chance(0.3))
-        vmax = vmax[0] if vmax else None
-        h = hyper(d)
-        kw = dict(step=h[5], lr=h[0], beta1=h[1], beta2=h[2], eps=h[3], weight_decay=h[4],
-                  decoupled=h[6], max_exp_avg_sq=vmax, maximize=h[7], eps_mode=h[8],
-                  grad_scale=h[9], n_threads=n_threads)
-        if entry == "functional":
-            def c_call():
-                functional.adam_step(p, g, m, v, impl="c", **kw)
-        else:
-            def c_call():
-                KERNEL.adam_step_one(p, g, m, v, vmax, h[5], h[0], h[1], h[2], h[3], h[4],
-                                     h[6], h[7], h[8], h[9], n_threads)
-
-        def ref_call():
-            reference.adam_step(p, g, m, v, **kw)
-        return entry, c_call, ref_call, arrays
+        kw = hyper(d, bool(vmax))
+        del kw["amsgrad"]
+        kw.update(max_exp_avg_sq=vmax[0] if vmax else None, n_threads=n_threads)
+        return (entry, lambda: functional.adam_step(p, g, m, v, impl="c", **kw),
+                lambda: functional.adam_step(p, g, m, v, impl="numpy", **kw), arrays)
+    if entry == "plan":
+        plan, grads, scale = plan_case(d, arrays)
+        return (entry, lambda: KERNEL.run(plan, grads, scale, n_threads),
+                lambda: reference.run(plan, grads, scale, n_threads), arrays)
     buckets = [bucket(d, arrays) for _ in range(d.int(0, 3))]
-    return (entry, lambda: KERNEL.adam_step_buckets(buckets, n_threads),
-            lambda: reference.adam_step_buckets(buckets, n_threads), arrays)
+    return (entry, lambda: KERNEL.step_buckets(buckets, n_threads),
+            lambda: reference.step_buckets(buckets, n_threads), arrays)
 
 
 def bucket(d, arrays):
-    """One bucket (see adamcore._validate), sometimes malformed."""
+    """One Adam bucket (adamcore.plan.Bucket), sometimes malformed."""
     amsgrad = d.chance(0.3)
     tensors = [arrays.tensor(amsgrad) for _ in range(d.int(0, 3))]
     lists = [[t[j] for t in tensors] for j in range(4)]
-    vmaxs = [t[4] for t in tensors] if amsgrad else None
-    indices = None if d.chance(0.3) else list(range(len(tensors)))
-    items = [*lists, vmaxs, indices, hyper(d)]
+    h = hyper(d, amsgrad)
+    step, scale = h.pop("step"), h.pop("grad_scale")
+    states = (lists[2], lists[3], [t[4] for t in tensors] if amsgrad else None)
+    b = Bucket(kinds.ADAM, kinds.AdamHyper(**h), step, lists[0], lists[1], states,
+               None if d.chance(0.3) else list(range(len(tensors))), scale)
     if d.chance(0.1):
-        mutation = pick(d, ["drop_item", "extra_item", "short_list", "tuple_list", "vmax_tuple",
-                            "short_indices", "hyper_list", "hyper_short"])
-        if mutation == "drop_item":
-            del items[d.int(0, 6)]
-        elif mutation == "extra_item":
-            items.append(None)
-        elif mutation == "short_list" and tensors:
-            items[d.int(0, 3)] = items[d.int(0, 3)][:-1]
+        mutation = pick(d, ["short_list", "tuple_list", "states_list", "slot_tuple",
+                            "short_indices", "hyper_dict", "kind_name", "first_int"])
+        if mutation == "short_list" and tensors:
+            setattr(b, pick(d, ["params", "grads"]), lists[d.int(0, 1)][:-1])
         elif mutation == "tuple_list":
-            items[d.int(0, 3)] = tuple(items[d.int(0, 3)])
-        elif mutation == "vmax_tuple" and vmaxs is not None:
-            items[4] = tuple(vmaxs)
-        elif mutation == "short_indices" and indices:
-            items[5] = indices[:-1]
-        elif mutation == "hyper_list":
-            items[6] = list(items[6])
-        elif mutation == "hyper_short":
-            items[6] = items[6][:-1]
-    return tuple(items)
+            setattr(b, pick(d, ["params", "grads"]), tuple(lists[d.int(0, 1)]))
+        elif mutation == "states_list":
+            b.states = list(states)
+        elif mutation == "slot_tuple":
+            b.states = (tuple(lists[2]),) + states[1:]
+        elif mutation == "short_indices" and b.indices:
+            b.indices = b.indices[:-1]
+        elif mutation == "hyper_dict":
+            b.hyper = h
+        elif mutation == "kind_name":
+            b.kind = "adam"
+        elif mutation == "first_int":
+            b.first = 1
+    return b
+
+
+def plan_case(d, arrays):
+    """An Adam plan of one group over random tensors, some of them stepped
+    before (their step counts differ) or without state, and grads with None."""
+    amsgrad = d.chance(0.3)
+    tensors = [arrays.tensor(amsgrad) for _ in range(d.int(0, 4))]
+    params = [t[0] if isinstance(t[0], np.ndarray) else arrays.like(arrays.template())
+              for t in tensors]
+    params = [p if isinstance(p, np.ndarray) else np.zeros(1) for p in params]
+    h = hyper(d, amsgrad)
+    step, scale = h.pop("step"), h.pop("grad_scale")
+    h["amsgrad"] = amsgrad  # options whose slots the plan is built with
+    group = {"params": params, "lr": h["lr"], "betas": (h["beta1"], h["beta2"]),
+             "eps": h["eps"], "weight_decay": h["weight_decay"], "amsgrad": amsgrad,
+             "maximize": h["maximize"], "decoupled_weight_decay": h["decoupled"],
+             "eps_mode": h["eps_mode"]}
+    state = []
+    for t in tensors:
+        st = {"exp_avg": t[2], "exp_avg_sq": t[3], **({"max_exp_avg_sq": t[4]} if amsgrad else {})}
+        state.append(None if d.chance(0.15) else st)
+    top = min(step, 2 ** 63 - 1) if type(step) is int and step > 0 else 1
+    steps = [d.int(0, 5) if d.chance(0.5) else top for _ in tensors]
+    plan = Plan.build(kinds.ADAM, [group], state, np.array(steps, np.int64))
+    grads = [None if d.chance(0.2) else t[1] for t in tensors]
+    return plan, grads, scale
 
 
 # ---- the invariant ----------------------------------------------------------
@@ -300,8 +324,8 @@ def outcome(call):
 def same_values(a, b):
     """Bitwise equal, except that any NaN matches any NaN (the C kernel and
     NumPy may propagate different NaN payloads)."""
-    if a.dtype.kind != "f":
-        return np.array_equal(a, b)
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (2, 4, 8):  # never stepped
+        return np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
     a_nan, b_nan = np.isnan(a), np.isnan(b)
     uint = np.dtype(f"u{a.dtype.itemsize}")
     return (np.array_equal(a_nan, b_nan) and np.array_equal(

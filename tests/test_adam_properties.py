@@ -11,7 +11,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from adamcore import functional  # noqa: E402
-from conftest import IMPL_PARAMS, assert_bitwise_equal  # noqa: E402
+from helpers import IMPL_PARAMS, assert_bitwise_equal  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

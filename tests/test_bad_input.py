@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import adamcore
-from adamcore import _impl, functional
-from conftest import (
+from adamcore import functional
+from helpers import (
     IMPL_PARAMS,
     assert_optimizer_snapshot_equal,
     assert_same_values,
@@ -302,108 +302,6 @@ def test_inputs_never_modified_on_success(impl):
     snap = snapshot([a["grad"]])
     call(a, impl, maximize=True, weight_decay=0.1)
     assert_unchanged([a["grad"]], snap, "grad")
-
-
-# ---- multi-tensor buckets ------------------------------------------------------------
-
-def bucket(tensors, dtype=np.float32, step=1, amsgrad=True):
-    """A bucket over ``tensors`` (dicts as made by arrays())."""
-    hyper = (GOOD["lr"], GOOD["beta1"], GOOD["beta2"], GOOD["eps"], 0.0, step, False, False,
-             "torch", 1.0)
-    return ([t["param"] for t in tensors], [t["grad"] for t in tensors],
-            [t["exp_avg"] for t in tensors], [t["exp_avg_sq"] for t in tensors],
-            [t["max_exp_avg_sq"] for t in tensors] if amsgrad else None,
-            list(range(len(tensors))), hyper)
-
-
-def _tensors(k=5, **kw):
-    return [arrays(seed=i, **kw) for i in range(k)]
-
-
-def _state_overlaps_other_param():
-    ts = _tensors(3)
-    buf = np.zeros(2 * N, np.float32)
-    ts[0]["param"] = buf[:N]
-    ts[2]["exp_avg_sq"] = buf[N - 2: 2 * N - 2]  # shares two elements with params[0]
-    return [bucket(ts)]
-
-
-def _mixed_dtypes():
-    ts = _tensors(3)
-    ts[1] = arrays(dtype=np.float64, seed=9)
-    return [bucket(ts)]
-
-
-def _last_bad(name, value):
-    def build():
-        ts = _tensors(5)
-        ts[-1][name] = value
-        return [bucket(ts)]
-    return build
-
-
-def _second_bucket_bad():
-    good = bucket(_tensors(3))
-    ts = _tensors(2, dtype=np.float64)
-    ts[1]["grad"] = np.ones(N + 1)
-    return [good, bucket(ts, amsgrad=True)]
-
-
-def _wrong_grad_count():
-    b = bucket(_tensors(3))
-    return [(b[0], b[1][:2]) + b[2:]]
-
-
-def _with_item(k, value):
-    """A bucket whose k-th item is value(the item), as a step of one bucket."""
-    def build():
-        b = list(bucket(_tensors(3)))
-        b[k] = value(b[k])
-        return [tuple(b)]
-    return build
-
-
-BUCKET_CASES = [
-    ("mixed-dtypes", _mixed_dtypes, TypeError,
-     r"^params\[1\] has dtype float64 but the other params of this call have float32"),
-    ("state-overlaps-other-param", _state_overlaps_other_param, ValueError,
-     r"^(params\[0\]|exp_avg_sqs\[2\]) overlaps (params\[0\]|exp_avg_sqs\[2\]) in memory"),
-    ("last-grad-dtype", _last_bad("grad", np.ones(N)), TypeError,
-     r"^grads\[4\] has dtype float64 but params\[4\] has dtype float32"),
-    ("last-grad-noncontiguous", _last_bad("grad", strided()), ValueError,
-     r"^grads\[4\] must be C-contiguous like params\[4\]"),
-    ("last-param-readonly", _last_bad("param", readonly(np.ones(N, np.float32))), ValueError,
-     r"^params\[4\] is read-only"),
-    ("second-bucket-grad-shape", _second_bucket_bad, ValueError,
-     r"^grads\[1\] has shape \(9,\) but params\[1\] has shape \(8,\)"),
-    ("wrong-grad-count", _wrong_grad_count, ValueError,
-     r"^expected 3 grads \(one per param\), got 2"),
-    # Found by tests/fuzz_binding.py: each once passed one implementation only.
-    ("bucket-a-list", lambda: [list(bucket(_tensors(2)))], TypeError,
-     r"^each bucket must be a tuple of 7 items"),
-    ("hyper-a-list", _with_item(6, list), TypeError, r"^hyper must be a tuple of 10 items"),
-    ("exp_avgs-too-many", _with_item(2, lambda ms: ms + ms[:1]), ValueError,
-     r"^expected 3 exp_avgs \(one per param\), got 4"),
-    ("exp_avg_sqs-a-tuple", _with_item(3, tuple), TypeError,
-     r"^exp_avg_sqs must be a list, got tuple"),
-    ("max_exp_avg_sqs-holds-none", _with_item(4, lambda vmaxs: vmaxs[:2] + [None]), TypeError,
-     r"^max_exp_avg_sqs\[2\] must be a numpy.ndarray, got NoneType"),
-    ("indices-too-few", _with_item(5, lambda idx: idx[:1]), ValueError,
-     r"^expected 3 indices \(one per param\), got 1"),
-]
-
-
-@pytest.mark.parametrize("impl", IMPL_PARAMS)
-@pytest.mark.parametrize("case", BUCKET_CASES, ids=lambda c: c[0])
-def test_bad_bucket_changes_nothing(case, impl):
-    _, build, exc, pattern = case
-    buckets = build()
-    arrs = {f"{b}.{part}.{k}": a for b, bk in enumerate(buckets) for part in range(5)
-            if bk[part] is not None for k, a in enumerate(bk[part]) if isinstance(a, np.ndarray)}
-    snap = snapshot(arrs)
-    with pytest.raises(exc, match=pattern):
-        _impl.adam_stepper(impl)(buckets, 2)
-    assert_unchanged(arrs, snap)
 
 
 # ---- the optimizer ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adamcore.bench import cases, memory, report, roofline, targets, timing
-from conftest import requires_kernel
+from helpers import requires_kernel
 
 pytestmark = requires_kernel
 
@@ -51,7 +51,9 @@ def test_every_case_steps_its_params(impl):
     before = [p.copy() for p in case.params]
     case.step()
     assert len(before) == 2
-    assert all(not np.array_equal(a, b) for a, b in zip(before, case.params))
+    frozen = 1 if impl == "c-adam-frozen" else None  # the middle param, by design
+    for k, (a, b) in enumerate(zip(before, case.params)):
+        assert np.array_equal(a, b) == (k == frozen), f"param {k}"
 
 
 def test_interleaved_gives_one_median_per_function():
@@ -84,6 +86,7 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
     small = memory.measure
     monkeypatch.setattr(cli, "QUICK_SIZES", [16, 1024])
     monkeypatch.setattr(cli, "MANY", (4, 256))
+    monkeypatch.setattr(cli, "SKIPS", (3, 16))
     monkeypatch.setattr(roofline, "PROBE_ELEMENTS", 1 << 16)
     monkeypatch.setattr(memory, "measure", lambda: small(n=256, steps=5))
     cli.main(["--repeats", "1", "--out", str(tmp_path)])
@@ -92,5 +95,8 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     impls = {r["impl"] for r in rows}
     assert {"textbook", "numpy", "c-functional", "c-adam"} <= impls
-    assert {r["n_tensors"] for r in rows} == {1, 4}
+    assert {r["n_tensors"] for r in rows} == {1, 3, 4}
+    assert {r["impl"] for r in rows if r["n_tensors"] == 3} == {
+        "c-adam", "c-adam-frozen", "c-adam-skipped-once"}
+    assert "3 x 16 tensors, one param frozen: time vs every grad present" in out
     assert {r["n_tensors"] for r in rows if r["impl"] == "c-flat"} == {4}

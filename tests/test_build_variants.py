@@ -24,10 +24,10 @@ def _has(module):
     return importlib.util.find_spec(module) is not None
 
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (ROOT / "setup.py").exists() or not shutil.which("cc")
     or not (_has("Cython") and _has("setuptools")),
-    reason="needs the source tree, Cython, setuptools and a C compiler")
+    reason="needs the source tree, Cython, setuptools and a C compiler")]
 
 # Steps a param above the parallel threshold with 2 threads, saves it, and
 # prints build_info and the warnings seen.
@@ -53,7 +53,8 @@ print(json.dumps({"info": adamcore.build_info(), "file": adamcore.__file__,
 """
 
 
-def build_and_run(tmp_path, **env):
+def build(tmp_path, **env):
+    """setup.py build of a copy of the sources, with os.environ updated by env."""
     src = tmp_path / "src"
     src.mkdir()
     for name in SOURCES:
@@ -62,11 +63,16 @@ def build_and_run(tmp_path, **env):
                             ignore=shutil.ignore_patterns("*.so", "*.o", "__pycache__", "_kernel.c"))
         else:
             shutil.copy(ROOT / name, src / name)
-    env = {**os.environ, **env}
-    build = subprocess.run([sys.executable, "setup.py", "-q", "build", "--build-base",
-                            str(tmp_path / "build")], cwd=src, env=env, capture_output=True,
-                           text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-3000:]
+    # Only env may require the kernel (the no-compiler build must not).
+    env = {**{k: v for k, v in os.environ.items() if k != "ADAMCORE_REQUIRE_KERNEL"}, **env}
+    return subprocess.run([sys.executable, "setup.py", "-q", "build", "--build-base",
+                           str(tmp_path / "build")], cwd=src, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def build_and_run(tmp_path, **env):
+    built = build(tmp_path, **env)
+    assert built.returncode == 0, built.stderr[-3000:]
     lib = next((tmp_path / "build").glob("lib*"))
     run_env = {**os.environ, "PYTHONPATH": str(lib)}
     run_env.pop("ADAMCORE_IMPL", None)
@@ -103,3 +109,11 @@ def test_no_compiler_still_installs_and_falls_back_to_numpy(tmp_path):
     fallback = [w for w in result["warnings"] if "NumPy fallback" in w]
     assert len(fallback) == 1, result["warnings"]
     assert np.array_equal(p.view(np.uint32), expected("numpy").view(np.uint32))
+
+
+def test_no_compiler_fails_the_build_when_the_kernel_is_required(tmp_path):
+    """ADAMCORE_REQUIRE_KERNEL=1, as the wheel builds set it: no wheel without its kernel."""
+    built = build(tmp_path, CC="false", LDSHARED="false", ADAMCORE_REQUIRE_KERNEL="1")
+    assert built.returncode != 0
+    assert not [p for p in (tmp_path / "build").glob("lib*/adamcore/_kernel*")
+                if p.suffix in (".so", ".pyd")], "a kernel was built"

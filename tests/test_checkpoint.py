@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import adamcore
-from adamcore import checkpoint
-from conftest import (
+from adamcore import torch_state
+from helpers import (
     DTYPES,
     IMPL_PARAMS,
     assert_bitwise_equal,
@@ -449,7 +449,7 @@ def test_to_torch_has_torchs_keys(cls):
     for g in grad_steps(params, 2, seed=1):
         opt.step(g)
         torch_step(torch, topt, tparams, g)
-    ours, theirs = checkpoint.to_torch_state_dict(opt), topt.state_dict()
+    ours, theirs = torch_state.to_torch_state_dict(opt), topt.state_dict()
     assert list(ours) == list(theirs)
     assert ours["param_groups"] == theirs["param_groups"]  # the same keys and values
     assert sorted(ours["state"]) == sorted(theirs["state"])
@@ -471,7 +471,7 @@ def test_adamcore_to_torch_continues(cls, dtype, impl):
         opt.step(g)
     tparams = [torch.from_numpy(p.copy(order="K")) for p in params]
     topt = torch_opt(torch, cls, tparams)
-    topt.load_state_dict(checkpoint.to_torch_state_dict(opt))
+    topt.load_state_dict(torch_state.to_torch_state_dict(opt))
     assert_same_as_torch(opt, topt, tparams)
     for g in grad_steps(params, 5, seed=2):
         opt.step(g)
@@ -491,7 +491,7 @@ def test_torch_to_adamcore_continues(cls, dtype, impl):
     params = [tp.numpy().copy(order="K") for tp in tparams]
     opt = make_opt(cls, params, impl)
     opt.param_groups[0]["lr"] = 0.5  # replaced by torch's
-    checkpoint.from_torch_state_dict(opt, topt.state_dict())
+    torch_state.from_torch_state_dict(opt, topt.state_dict())
     assert options(opt) == options(make_opt(cls, params, impl))
     assert all(type(st["step"]) is int for st in opt.state.values())
     assert_same_as_torch(opt, topt, tparams)
@@ -514,13 +514,13 @@ def test_torch_layout_round_trip_is_bitwise(impl, with_torch, monkeypatch):
     opt = make_opt(adamcore.AdamW, params, impl)
     for g in grad_steps(params, 3, seed=1):
         opt.step(g)
-    sd = checkpoint.to_torch_state_dict(opt)
+    sd = torch_state.to_torch_state_dict(opt)
     step = sd["state"][0]["step"]
     assert (type(step).__module__.split(".")[0], str(step.dtype), tuple(step.shape)) == (
         ("torch", "torch.float32", ()) if with_torch else ("numpy", "float32", ()))
     sd["param_groups"][0]["initial_lr"] = 0.01  # as torch's LR schedulers leave it
     other = make_opt(adamcore.AdamW, copies(params), impl)
-    checkpoint.from_torch_state_dict(other, sd)
+    torch_state.from_torch_state_dict(other, sd)
     for g in grad_steps(params, 3, seed=2):
         opt.step(g)
         other.step(g)
@@ -531,7 +531,7 @@ def test_to_torch_refuses_keras_eps_mode():
     opt = make_opt(adamcore.Adam, make_params(np.float32), "numpy", eps_mode="keras")
     with pytest.raises(ValueError, match=r"param group 1 has eps_mode='keras', which "
                                          r"torch\.optim\.Adam cannot express"):
-        checkpoint.to_torch_state_dict(opt)
+        torch_state.to_torch_state_dict(opt)
 
 
 def _unknown_option(sd):
@@ -553,11 +553,11 @@ def test_from_torch_refuses_other_groups_and_changes_nothing(edit, message, monk
     opt = make_opt(adamcore.Adam, params, "numpy")
     for g in grad_steps(params, 2, seed=1):
         opt.step(g)
-    sd = checkpoint.to_torch_state_dict(opt)
+    sd = torch_state.to_torch_state_dict(opt)
     edit(sd)
     before, groups = optimizer_snapshot(opt), options(opt)
     with pytest.raises(ValueError, match=message):
-        checkpoint.from_torch_state_dict(opt, sd)
+        torch_state.from_torch_state_dict(opt, sd)
     assert_optimizer_snapshot_equal(optimizer_snapshot(opt), before)
     assert options(opt) == groups
 
@@ -567,9 +567,9 @@ def test_from_torch_without_decoupled_key_keeps_the_class_default(cls, monkeypat
     """Older torch has no decoupled_weight_decay key: the target's default holds."""
     monkeypatch.setitem(sys.modules, "torch", None)
     params = make_params(np.float32)
-    sd = checkpoint.to_torch_state_dict(make_opt(cls, params, "numpy"))
+    sd = torch_state.to_torch_state_dict(make_opt(cls, params, "numpy"))
     for g in sd["param_groups"]:
         del g["decoupled_weight_decay"]
     opt = make_opt(cls, copies(params), "numpy")
-    checkpoint.from_torch_state_dict(opt, sd)
+    torch_state.from_torch_state_dict(opt, sd)
     assert [g["decoupled_weight_decay"] for g in opt.param_groups] == [cls is adamcore.AdamW] * 2

@@ -8,7 +8,7 @@ import pytest
 
 import adamcore
 from adamcore import clip, reference
-from conftest import DTYPES, IMPL_PARAMS, KERNEL, SIMD_LEVELS, requires_kernel, simd_level
+from helpers import DTYPES, IMPL_PARAMS, KERNEL, SIMD_LEVELS, requires_kernel, simd_level
 
 SIZE_SETS = {"empty": [0], "one": [1], "tail": [17], "block-1": [2047], "block": [2048],
              "block+1": [2049], "mixed": [5000, 3, 70000], "many": [1024] * 40,

@@ -11,9 +11,9 @@ import pytest
 
 CSRC = pathlib.Path(__file__).resolve().parent.parent / "csrc"
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not (CSRC / "Makefile").exists() or not shutil.which("make") or not shutil.which("cc"),
-    reason="needs the source tree's csrc/, make and a C compiler")
+    reason="needs the source tree's csrc/, make and a C compiler")]
 
 
 @pytest.mark.parametrize("target", ["test", "asan"])

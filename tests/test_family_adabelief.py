@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 import adamcore
-from conftest import DTYPES, IMPL_PARAMS, PARALLEL_MIN, requires_kernel
+from helpers import DTYPES, IMPL_PARAMS, PARALLEL_MIN, requires_kernel
 
 STEPS = 100
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}

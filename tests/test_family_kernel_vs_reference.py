@@ -1,6 +1,6 @@
 """The optimizer family's C kernel against the pure-NumPy reference, bit for bit.
 
-csrc/family_body.h and adamcore.reference.family_update perform the same IEEE
+csrc/family_body.h and adamcore.reference's family functions perform the same IEEE
 operations in the same order, so after several steps params AND every state
 array must have the same bits (NaN matching NaN: ``assert_same_values``),
 whatever the kind, options, dtype, size, thread count, SIMD level, alignment,
@@ -20,14 +20,16 @@ import numpy as np
 import pytest
 
 import adamcore
-from adamcore import _impl, _validate, reference
-from conftest import (
+from adamcore import _impl, kinds, reference
+from helpers import (
     DTYPES,
     PARALLEL_MIN,
     SIMD_LEVELS,
     aligned_empty,
     assert_optimizers_equal,
     assert_same_values,
+    make_bucket,
+    make_hyper,
     random_values,
     requires_kernel,
     simd_level,
@@ -43,7 +45,7 @@ THREADS = (1, 2, 3)
 LR = dict(sgd=0.01, rmsprop=1e-3, adagrad=0.05, adabelief=1e-3)
 
 
-# ---- option combinations (family hyper dicts, less lr/step/first) ------------------
+# ---- option combinations (a kind's hyper fields, less lr, with first and grad_scale) ------------------
 
 def _sgd():
     for (mom, damp, nest), wd, mx in itertools.product(
@@ -121,12 +123,18 @@ LARGE_OPTIONS = FULL + [
 ]
 
 
-def hyper(options, step):
-    """The family hyper dict of ``options`` at ``step``: ``first`` (SGD's new
-    momentum buffer) holds on step 1 only, as the optimizer passes it."""
+def bucket(options, step, params, grads, states):
+    """The bucket of ``options`` at ``step``: ``first`` (SGD's new momentum
+    buffer) holds on step 1 only, as the optimizer passes it."""
     o = dict(options)
-    o["first"] = bool(o.get("first")) and step == 1
-    return _validate.family_hyper(o.pop("kind"), LR[options["kind"]], step=step, **o)
+    kind, scale, first = o.pop("kind"), o.pop("grad_scale", 1.0), o.pop("first", False)
+    return make_bucket(kind, params, grads, states, step=step, grad_scale=scale,
+                       first=bool(first) and step == 1, lr=LR[kind], **o)
+
+
+def required(options):
+    o = {k: v for k, v in options.items() if k not in ("kind", "grad_scale", "first")}
+    return kinds.KINDS[options["kind"]].required(make_hyper(options["kind"], **o))
 
 
 # ---- problems ------------------------------------------------------------------
@@ -152,7 +160,7 @@ def initial_state(rng, kind, slot, shape, dtype):
 def make_problem(rng, sizes, dtype, options, steps=STEPS, shape=None):
     """Start values of each tensor: {"param", "grads", "states"} (states a 3-list
     of arrays or None); ``shape`` overrides a 1-D size."""
-    need = _validate.required_slots(hyper(options, 1))
+    need = required(options)
     problem = []
     for n in sizes:
         sh = (n,) if shape is None else shape
@@ -205,8 +213,8 @@ def run_steps(step_buckets, tensors, options, n_threads, steps=STEPS, split=None
         for ts in groups:
             states = tuple(None if ts and ts[0]["states"][j] is None
                            else [t["states"][j] for t in ts] for j in range(3))
-            buckets.append(([t["param"] for t in ts], [t["grads"][s] for t in ts], states,
-                            None, hyper(options, s + 1)))
+            buckets.append(bucket(options, s + 1, [t["param"] for t in ts],
+                                  [t["grads"][s] for t in ts], states))
         step_buckets(buckets, n_threads)
     return tensors
 
@@ -221,7 +229,7 @@ def assert_tensors_equal(got, expected, what=""):
 
 
 def reference_run(problem, options, steps=STEPS, **kw):
-    return run_steps(reference.family_step_buckets, materialize(problem), options, None,
+    return run_steps(reference.step_buckets, materialize(problem), options, None,
                      steps, **kw)
 
 
@@ -241,7 +249,7 @@ def test_every_option_every_small_size(dtype, options):
     for li, level in enumerate(SIMD_LEVELS):
         for layout in ("same", "mixed"):
             with simd_level(level):
-                got = run_steps(KERNEL.family_step_buckets, materialize(problem, layout),
+                got = run_steps(KERNEL.step_buckets, materialize(problem, layout),
                                 options, THREADS[li % len(THREADS)])
             assert_tensors_equal(got, expected, f"{level} {layout}: ")
 
@@ -261,7 +269,7 @@ def test_one_tensor_every_size(dtype, options, n):
         expected = reference_run(problem, options, split=[(offset, offset + 1)])
         for level in SIMD_LEVELS:
             with simd_level(level):
-                got = run_steps(KERNEL.family_step_buckets, materialize(problem), options, 1,
+                got = run_steps(KERNEL.step_buckets, materialize(problem), options, 1,
                                 split=[(offset, offset + 1)])
             assert_tensors_equal(got[offset:], expected[offset:], f"offset {offset} {level}: ")
 
@@ -281,7 +289,7 @@ def test_above_parallel_min(dtype, options, n_threads):
     for level in SIMD_LEVELS:
         for layout in ("same", "mixed"):
             with simd_level(level):
-                got = run_steps(KERNEL.family_step_buckets, materialize(problem, layout),
+                got = run_steps(KERNEL.step_buckets, materialize(problem, layout),
                                 options, n_threads, steps=3)
             assert_tensors_equal(got, expected, f"{level} {layout}: ")
 
@@ -293,13 +301,13 @@ def test_2d_c_and_f_order(dtype, options, order):
     rng = np.random.default_rng([FULL.index(options), ord(order)])
     problem = make_problem(rng, [0, 0, 0], dtype, options, shape=(7, 13))
     problem += make_problem(rng, [0], dtype, options, shape=(300, 120))  # > PARALLEL_MIN
-    expected = run_steps(reference.family_step_buckets, materialize(problem, order=order),
+    expected = run_steps(reference.step_buckets, materialize(problem, order=order),
                          options, None)
     for a in expected:
         assert a["param"].flags[f"{order}_CONTIGUOUS"] and a["param"].ndim == 2
     for level in SIMD_LEVELS:
         with simd_level(level):
-            got = run_steps(KERNEL.family_step_buckets, materialize(problem, order=order),
+            got = run_steps(KERNEL.step_buckets, materialize(problem, order=order),
                             options, 2)
         assert_tensors_equal(got, expected, f"{level}: ")
 
@@ -325,7 +333,7 @@ def test_nonfinite_values(options):
     assert np.isnan(expected[0]["param"]).any()
     for level in SIMD_LEVELS:
         with simd_level(level):
-            got = run_steps(KERNEL.family_step_buckets, materialize(problem), options, 1)
+            got = run_steps(KERNEL.step_buckets, materialize(problem), options, 1)
         assert_tensors_equal(got, expected, f"{level}: ")
 
 
@@ -340,7 +348,7 @@ def test_grad_scales(options, grad_scale):
     expected = reference_run(problem, options)
     for level in SIMD_LEVELS:
         with simd_level(level):
-            got = run_steps(KERNEL.family_step_buckets, materialize(problem), options, 1)
+            got = run_steps(KERNEL.step_buckets, materialize(problem), options, 1)
         assert_tensors_equal(got, expected, f"{level}: ")
 
 
@@ -360,15 +368,15 @@ def test_many_buckets_in_one_call():
             for o, ts in live:
                 states = tuple(None if ts[0]["states"][j] is None
                                else [t["states"][j] for t in ts] for j in range(3))
-                buckets.append(([t["param"] for t in ts], [t["grads"][s] for t in ts], states,
-                                None, hyper(o, s + 1)))
+                buckets.append(bucket(o, s + 1, [t["param"] for t in ts],
+                                      [t["grads"][s] for t in ts], states))
             step_buckets(buckets, n_threads)
         return live
 
-    expected = run(reference.family_step_buckets, None)
+    expected = run(reference.step_buckets, None)
     for level in SIMD_LEVELS:
         with simd_level(level):
-            got = run(KERNEL.family_step_buckets, 3)
+            got = run(KERNEL.step_buckets, 3)
         for (o, g), (_, e) in zip(got, expected):
             assert_tensors_equal(g, e, f"{level} {opts_id(o)}: ")
 
@@ -462,6 +470,6 @@ def test_adabelief_rectified(dtype, options):
     for li, level in enumerate(SIMD_LEVELS):
         for n_threads in THREADS:
             with simd_level(level):
-                got = run_steps(KERNEL.family_step_buckets, materialize(problem), options,
+                got = run_steps(KERNEL.step_buckets, materialize(problem), options,
                                 n_threads, RECTIFY_STEPS)
             assert_tensors_equal(got, expected, f"{level} t{n_threads}: ")

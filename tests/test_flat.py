@@ -7,7 +7,7 @@ import pytest
 import adamcore
 from adamcore import _impl
 from adamcore.flat import FlatParams
-from conftest import DTYPES, IMPL_PARAMS, PARALLEL_MIN, assert_bitwise_equal, random_values
+from helpers import DTYPES, IMPL_PARAMS, PARALLEL_MIN, assert_bitwise_equal, random_values
 
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 
@@ -186,18 +186,16 @@ def test_stepping_flat_is_bitwise_stepping_the_separate_arrays(rng, dtype, impl,
 @pytest.mark.parametrize("impl", IMPL_PARAMS)
 def test_a_flat_step_hands_the_implementation_one_array(monkeypatch, impl):
     calls = []
-    real = _impl.adam_stepper
+    real = _impl.runner
 
-    def counting_stepper(impl_):
-        def run(buckets, *args):
-            calls.append([len(bucket[0]) for bucket in buckets])
-            real(impl_)(buckets, *args)
+    def counting_runner(impl_):
+        def run(plan, grads, *args):
+            calls.append([len(row.params) for row in plan.rows])
+            return real(impl_)(plan, grads, *args)
         return run
-    monkeypatch.setattr(_impl, "adam_stepper", counting_stepper)
-    # the compiled fast path calls the kernel directly: count through Python's
-    monkeypatch.setattr(_impl, "adam_planned_stepper", lambda: adamcore._base.Optimizer._step_planned)
+    monkeypatch.setattr(_impl, "runner", counting_runner)
     fp = FlatParams({f"layer{k}": (8, 8) for k in range(50)})
     opt = adamcore.Adam([fp.flat], impl=impl)
     for _ in range(3):
         opt.step([fp.flat_grad])
-    assert calls == [[1], [1], [1]]
+    assert calls == [[], [1], [1], [1]]  # the first: the empty plan, before state exists

@@ -12,12 +12,12 @@ import sys
 
 import pytest
 
-from conftest import requires_kernel
+from helpers import requires_kernel
 
 TARGET = pathlib.Path(__file__).resolve().parent / "fuzz_binding.py"
 SECONDS = os.environ.get("ADAMCORE_FUZZ_SECONDS", "10")
 
-pytestmark = requires_kernel
+pytestmark = [pytest.mark.slow, requires_kernel]
 
 
 def run_target(*args):

@@ -13,7 +13,7 @@ import pytest
 
 import adamcore
 from adamcore import functional, textbook
-from conftest import DTYPES, IMPL_PARAMS
+from helpers import DTYPES, IMPL_PARAMS
 
 STEPS = 100
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}

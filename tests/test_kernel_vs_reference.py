@@ -7,14 +7,15 @@ no tolerance is allowed, whatever the dtype, size, thread count, SIMD level,
 alignment or memory layout.
 """
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 
 import adamcore
-from adamcore import _impl, functional, reference
-from conftest import (
+from adamcore import _impl, functional
+from helpers import (
     DTYPES,
     PARALLEL_MIN,
     SIMD_LEVELS,
@@ -22,7 +23,9 @@ from conftest import (
     assert_bitwise_equal,
     assert_optimizers_equal,
     assert_same_values,
+    make_bucket,
     random_values,
+    ref_adam_step,
     requires_kernel,
     simd_level,
 )
@@ -132,7 +135,7 @@ def _small_cases():
 def test_small_sizes_every_option(dtype, n, n_threads, simd, opts):
     rng = np.random.default_rng([n, np.dtype(dtype).itemsize, OPTIONS.index(opts)])
     state, grads = make_problem(rng, n, dtype, opts["amsgrad"])
-    expected = run_functional(reference.adam_step, copy_state(state), grads, opts)
+    expected = run_functional(ref_adam_step, copy_state(state), grads, opts)
     with simd_level(simd):
         got = run_functional(c_step(n_threads), copy_state(state), grads, opts)
     assert_state_equal(got, expected)
@@ -159,7 +162,7 @@ def _large_problem(dtype, opts):
         state, grads = make_problem(rng, LARGE, dtype, opts["amsgrad"], steps=1)
         # Distinct grads per step without drawing 10 million numbers each time.
         grads = [np.roll(grads[0], 7919 * k) for k in range(STEPS)]
-        expected = run_functional(reference.adam_step, copy_state(state), grads, opts)
+        expected = run_functional(ref_adam_step, copy_state(state), grads, opts)
         _LARGE_CACHE[key] = (state, grads, expected)
     return _LARGE_CACHE[key]
 
@@ -217,7 +220,7 @@ def test_misaligned_start(dtype, which, n, simd):
     """``buf[1:]`` views (one element off) for each array alone, and for all."""
     rng = np.random.default_rng([n, np.dtype(dtype).itemsize, MISALIGN.index(which)])
     state, grads = make_problem(rng, n, dtype, amsgrad=True)
-    expected = run_functional(reference.adam_step, copy_state(state), grads, MISALIGN_OPTS)
+    expected = run_functional(ref_adam_step, copy_state(state), grads, MISALIGN_OPTS)
     shifted = {k: (_offset_copy(a, 1) if which in (k, "all") else a.copy())
                for k, a in state.items()}
     if which in ("grad", "all"):
@@ -237,7 +240,7 @@ def test_every_offset_in_a_cache_line(dtype, state_offset, simd):
     for n in (5, 100, 2 * PARALLEL_MIN + 3):
         rng = np.random.default_rng([n, itemsize])
         state, grads = make_problem(rng, n, dtype, amsgrad=True, steps=3)
-        expected = run_functional(reference.adam_step, copy_state(state), grads, MISALIGN_OPTS)
+        expected = run_functional(ref_adam_step, copy_state(state), grads, MISALIGN_OPTS)
         for off in range(64 // itemsize):
             s_off = off if state_offset == "same" else off + 1
             bufs = {k: aligned_empty(n, dtype, off if k == "param" else s_off) for k in state}
@@ -270,7 +273,7 @@ def test_multidimensional(dtype, order, shape, n_threads, simd):
     if order == "F" and len(shape) > 1 and min(shape) > 1:
         assert state["param"].flags.f_contiguous and not state["param"].flags.c_contiguous
         assert all(g.flags.f_contiguous for g in grads)
-    expected = run_functional(reference.adam_step, copy_state(state), grads, opts)
+    expected = run_functional(ref_adam_step, copy_state(state), grads, opts)
     with simd_level(simd):
         got = run_functional(c_step(n_threads), copy_state(state), grads, opts)
     for k in expected:
@@ -287,7 +290,7 @@ def test_multidimensional(dtype, order, shape, n_threads, simd):
 
 # ---- multi-tensor buckets: the thread split crosses tensor boundaries ----------------
 
-def make_bucket(rng, dtype, sizes, opts, step):
+def adam_bucket(rng, dtype, sizes, opts, step):
     amsgrad = opts["amsgrad"]
     params, grads, ms, vs, vmaxs = [], [], [], [], ([] if amsgrad else None)
     for n in sizes:
@@ -304,14 +307,14 @@ def make_bucket(rng, dtype, sizes, opts, step):
         vs.append(put(np.square(random_values(rng, n, dtype, spread=False))))
         if amsgrad:
             vmaxs.append(put(vs[-1] * rng.uniform(0.5, 1.5, n).astype(dtype)))
-    hyper = (HYPER["lr"], HYPER["beta1"], HYPER["beta2"], HYPER["eps"], opts["weight_decay"],
-             step, opts["decoupled"], opts["maximize"], opts["eps_mode"], 0.37)
-    return (params, grads, ms, vs, vmaxs, list(range(len(sizes))), hyper)
+    return make_bucket("adam", params, grads, (ms, vs, vmaxs), step=step, grad_scale=0.37,
+                       indices=list(range(len(sizes))), lr=HYPER["lr"], beta1=HYPER["beta1"],
+                       beta2=HYPER["beta2"], eps=HYPER["eps"], weight_decay=opts["weight_decay"],
+                       decoupled=opts["decoupled"], maximize=opts["maximize"],
+                       eps_mode=opts["eps_mode"], amsgrad=amsgrad)
 
 
 def copy_bucket(bucket):
-    params, grads, ms, vs, vmaxs, idx, hyper = bucket
-
     def cp(arrays):
         out = []
         for a in arrays:
@@ -320,24 +323,22 @@ def copy_bucket(bucket):
             out.append(b)
         return out
 
-    return (cp(params), grads, cp(ms), cp(vs), None if vmaxs is None else cp(vmaxs), idx, hyper)
+    return dataclasses.replace(bucket, params=cp(bucket.params), states=tuple(
+        None if s is None else cp(s) for s in bucket.states))
 
 
 def bucket_arrays(bucket):
-    params, _, ms, vs, vmaxs, _, _ = bucket
     out = {}
-    for k in range(len(params)):
-        out[f"params[{k}]"] = params[k]
-        out[f"exp_avgs[{k}]"] = ms[k]
-        out[f"exp_avg_sqs[{k}]"] = vs[k]
-        if vmaxs is not None:
-            out[f"max_exp_avg_sqs[{k}]"] = vmaxs[k]
+    for k in range(len(bucket.params)):
+        out[f"params[{k}]"] = bucket.params[k]
+        for name, s in zip(("exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"), bucket.states):
+            if s is not None:
+                out[f"{name}[{k}]"] = s[k]
     return out
 
 
 def with_step(bucket, step, grads):
-    params, _, ms, vs, vmaxs, idx, hyper = bucket
-    return (params, grads, ms, vs, vmaxs, idx, hyper[:5] + (step,) + hyper[6:])
+    return dataclasses.replace(bucket, step=step, grads=grads)
 
 
 @pytest.mark.parametrize("simd", SIMD_LEVELS)
@@ -348,14 +349,14 @@ def test_multi_tensor_bucket(dtype, opts, n_threads, simd):
     rng = np.random.default_rng([np.dtype(dtype).itemsize, n_threads])
     sizes = [int(s) | 1 for s in rng.integers(1, 4000, 45)] + [1, 3, 0, 5]
     assert sum(sizes) > 2 * PARALLEL_MIN
-    initial = make_bucket(rng, dtype, sizes, opts, step=1)
+    initial = adam_bucket(rng, dtype, sizes, opts, step=1)
     grads = [[random_values(rng, n, dtype) for n in sizes] for _ in range(STEPS)]
     results = {}
     for impl in ("numpy", "c"):
         bucket = copy_bucket(initial)
         with simd_level(simd):
             for k in range(STEPS):
-                _impl.adam_stepper(impl)([with_step(bucket, k + 1, grads[k])], n_threads)
+                _impl.bucket_stepper(impl)([with_step(bucket, k + 1, grads[k])], n_threads)
         results[impl] = bucket_arrays(bucket)
     for name, expected in results["numpy"].items():
         assert_bitwise_equal(results["c"][name], expected, name)
@@ -369,15 +370,15 @@ def test_several_buckets_in_one_call(n_threads):
              (np.float64, LARGE_OPTIONS[1], 1, [5, 33333, 9]),
              (np.float32, LARGE_OPTIONS[2], 7, [1, 2, 3]),
              (np.float64, LARGE_OPTIONS[3], 2, [])]
-    initial = [make_bucket(rng, d, sizes, o, s) for d, o, s, sizes in specs]
+    initial = [adam_bucket(rng, d, sizes, o, s) for d, o, s, sizes in specs]
     grads = [[[random_values(rng, n, d) for n in sizes] for d, _, _, sizes in specs]
              for _ in range(STEPS)]
     results = {}
     for impl in ("numpy", "c"):
         buckets = [copy_bucket(b) for b in initial]
         for k in range(STEPS):
-            _impl.adam_stepper(impl)([with_step(b, b[6][5] + k, grads[k][j])
-                                      for j, b in enumerate(buckets)], n_threads)
+            _impl.bucket_stepper(impl)([with_step(b, b.step + k, grads[k][j])
+                                        for j, b in enumerate(buckets)], n_threads)
         results[impl] = [bucket_arrays(b) for b in buckets]
     for j, expected in enumerate(results["numpy"]):
         for name, a in expected.items():
@@ -453,7 +454,7 @@ def test_special_values(dtype, simd):
         results = {}
         for impl in ("numpy", "c"):
             st = {k: a.copy() for k, a in data.items() if opts["amsgrad"] or k != "max_exp_avg_sq"}
-            fn = reference.adam_step if impl == "numpy" else c_step(2)
+            fn = ref_adam_step if impl == "numpy" else c_step(2)
             with np.errstate(all="ignore"), simd_level(simd):
                 run_functional(fn, st, [grad, grad[::-1].copy()], opts)
             results[impl] = st
@@ -472,7 +473,7 @@ def test_negative_zero_in_max_exp_avg_sq(dtype):
         g = np.zeros(n, dtype)
         m, v = np.zeros(n, dtype), np.zeros(n, dtype)
         vmax = np.full(n, -0.0, dtype)
-        fn = reference.adam_step if impl == "numpy" else c_step(1)
+        fn = ref_adam_step if impl == "numpy" else c_step(1)
         fn(p, g, m, v, max_exp_avg_sq=vmax, step=1, **HYPER)
         results[impl] = dict(param=p, exp_avg=m, exp_avg_sq=v, max_exp_avg_sq=vmax)
     for k in results["numpy"]:

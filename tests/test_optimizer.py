@@ -13,7 +13,7 @@ import pytest
 
 import adamcore
 from adamcore import _impl, functional
-from conftest import (
+from helpers import (
     IMPL_PARAMS,
     aligned_empty,
     assert_bitwise_equal,

@@ -1,9 +1,9 @@
-"""The overlap check with an optimizer's kept spans (adamcore/_kernel.pyx,
-_step_disjoint): the binding keeps the sorted byte spans of the last step's
-params and state, and of grads already found disjoint from them, in the
-scratch dict it is given. Whatever sequence of layouts comes, each step's
-verdict must be the one a brute-force pairwise test gives for that step
-alone, and a refused step must write nothing.
+"""The overlap check with a plan's kept spans (adamcore/_spans.pxi,
+_step_disjoint): the binding keeps the sorted byte spans of a plan's params
+and state, and of the last grads found disjoint from them, in the plan's
+compiled form. Whatever sequence of layouts comes, each step's verdict must
+be the one a brute-force pairwise test gives for that step alone, and a
+refused step must write nothing.
 """
 
 import numpy as np
@@ -12,13 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adamcore
-from adamcore import _validate
-from conftest import requires_kernel
+from adamcore import kinds
+from adamcore.plan import Plan
+from helpers import requires_kernel
 
 pytestmark = requires_kernel
 
 MEM = 96  # float32 elements every buffer of a case is carved from
-ADAM_HYPER = (1e-3, 0.9, 0.999, 1e-8, 0.0, 1, False, False, "torch", 1.0)
+OPTIONS = {"adam": dict(adamcore.Adam([np.zeros(1)]).defaults),
+           "adabelief": dict(adamcore.AdaBelief([np.zeros(1)], eps=1e-8).defaults)}
 
 
 def _kernel():
@@ -33,54 +35,50 @@ def _overlapping(arrays):
                for i, (s1, e1) in enumerate(spans) for s2, e2 in spans[:i])
 
 
-# A layout: per tensor, its size and the offsets of its param, grad and two
-# state arrays in MEM. Offsets are drawn freely, so overlaps are common.
+# A layout: per tensor, its size and the offsets of its param and two state
+# arrays in MEM; a grads layout: per tensor, its grad's offset. Offsets are
+# drawn freely, so overlaps are common.
 tensor = st.integers(0, 8).flatmap(
-    lambda n: st.tuples(st.just(n), st.lists(st.integers(0, MEM - n), min_size=4, max_size=4)))
+    lambda n: st.tuples(st.just(n), st.lists(st.integers(0, MEM - n), min_size=3, max_size=3)))
 layout = st.lists(tensor, min_size=1, max_size=4)
 
 
-def _views(mem, lay):
-    """(params, grads, states): views of ``mem`` at the layout's offsets."""
-    out = ([], [], [], [])
-    for n, offsets in lay:
-        for column, off in zip(out, offsets):
-            column.append(mem[off:off + n])
-    return out[0], out[1], (out[2], out[3])
+def _plan(kind, mem, lay):
+    """A plan of one group over views of ``mem`` at the layout's offsets."""
+    params, arrays = [], []
+    slots = kinds.KINDS[kind].slots
+    for n, (p, m, v) in lay:
+        params.append(mem[p:p + n])
+        arrays.append({slots[0]: mem[m:m + n], slots[1]: mem[v:v + n]})
+    group = {**OPTIONS[kind], "params": params}
+    return Plan.build(kinds.KINDS[kind], [group], arrays, np.zeros(len(lay), np.int64))
 
 
-def _adam_step(arrays, scratch):
-    params, grads, (ms, vs) = arrays
-    bucket = (params, grads, ms, vs, None, None, ADAM_HYPER)
-    _kernel().adam_step_buckets([bucket], 1, scratch)
+def _grads(mem, lay, offsets):
+    return [mem[off % (MEM - n + 1):off % (MEM - n + 1) + n] for (n, _), off in zip(lay, offsets)]
 
 
-def _family_step(arrays, scratch):
-    params, grads, (ms, vs) = arrays
-    hyper = _validate.family_hyper("adabelief", 1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
-    _kernel().family_step_buckets([(params, grads, (ms, vs, None), None, hyper)], 1, scratch)
-
-
-@pytest.mark.parametrize("step", [_adam_step, _family_step], ids=["adam", "family"])
+@pytest.mark.parametrize("kind", ["adam", "adabelief"])
 @settings(max_examples=300, deadline=None)
-@given(layouts=st.lists(layout, min_size=1, max_size=3),
+@given(lay=layout, grads=st.lists(st.lists(st.integers(0, MEM), min_size=4, max_size=4),
+                                  min_size=1, max_size=3),
        order=st.lists(st.integers(0, 2), min_size=1, max_size=8))
-def test_verdict_matches_brute_force_across_steps(step, layouts, order):
+def test_verdict_matches_brute_force_across_steps(kind, lay, grads, order):
+    """One plan (its spans kept from run to run), grads at changing places."""
     mem = np.zeros(MEM, np.float32)
-    scratch = {}
+    plan = _plan(kind, mem, lay)
+    state = [a for row in plan.rows for a in row.params + row.states[0] + row.states[1]]
     for pick in order:
-        lay = layouts[pick % len(layouts)]
-        arrays = _views(mem, lay)
-        params, grads, states = arrays
+        gs = _grads(mem, lay, grads[pick % len(grads)])
         mem[:] = np.arange(MEM, dtype=np.float32) / MEM + 0.5
         before = mem.copy()
-        if _overlapping(params + grads + states[0] + states[1]):
+        if _overlapping(state + gs):
             with pytest.raises(ValueError, match="overlaps"):
-                step(arrays, scratch)
+                _kernel().run(plan, gs, 1.0, 1)
             np.testing.assert_array_equal(mem, before)
         else:
-            step(arrays, scratch)
-            written = [a for a in params + states[0] + states[1] if a.size]
+            assert _kernel().run(plan, gs, 1.0, 1)
+            written = [a for a in state if a.size]
             assert not written or not np.array_equal(mem, before)
 
 
@@ -131,16 +129,24 @@ def test_moved_state_is_checked_again():
         opt.step([grads[0], opt.state[1]["exp_avg"], grads[2], grads[3]])
 
 
-@pytest.mark.parametrize("step", [_adam_step, _family_step], ids=["adam", "family"])
-def test_grads_kept_as_disjoint_are_checked_again_when_state_moves(step):
-    """The grads' spans were found disjoint from other state: with the same
-    grads, state that moved onto one of them is refused."""
+@pytest.mark.parametrize("kind", ["adam", "adabelief"])
+def test_grads_kept_as_disjoint_are_checked_again_when_state_moves(kind):
+    """The grads' spans were found disjoint from one plan's state and kept:
+    with the same grads, a plan whose state lies on one of them (state moves
+    only with a new plan), or a run that skips a param (other spans), is
+    checked again."""
     mem = np.zeros(MEM, np.float32)
-    scratch = {}
-    params, grads = [mem[0:8]], [mem[8:16]]
-    step((params, grads, ([mem[16:24]], [mem[24:32]])), scratch)
-    step((params, grads, ([mem[16:24]], [mem[24:32]])), scratch)  # kept
+    grads = [mem[8:16]]
+    plan = _plan(kind, mem, [(8, (0, 16, 24))])
+    assert _kernel().run(plan, grads, 1.0, 1)
+    assert _kernel().run(plan, grads, 1.0, 1)  # kept
+    moved = _plan(kind, mem, [(8, (0, 12, 24))])
     before = mem.copy()
     with pytest.raises(ValueError, match="overlaps"):
-        step((params, grads, ([mem[12:20]], [mem[24:32]])), scratch)
+        _kernel().run(moved, grads, 1.0, 1)
     np.testing.assert_array_equal(mem, before)
+    two = _plan(kind, mem, [(8, (0, 16, 24)), (8, (32, 40, 48))])
+    assert _kernel().run(two, [mem[56:64], mem[64:72]], 1.0, 1)
+    assert _kernel().run(two, [None, mem[64:72]], 1.0, 1)  # spans of param 1 only
+    with pytest.raises(ValueError, match="overlaps"):
+        _kernel().run(two, [None, mem[44:52]], 1.0, 1)

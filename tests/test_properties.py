@@ -11,11 +11,14 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import adamcore  # noqa: E402
-from adamcore import _impl, functional, reference  # noqa: E402
-from conftest import (  # noqa: E402
+from adamcore import _impl, functional, kinds  # noqa: E402
+from adamcore.plan import Bucket  # noqa: E402
+from helpers import (  # noqa: E402
     SIMD_LEVELS,
     assert_same_values,
     assert_unchanged,
+    make_hyper,
+    ref_adam_step,
     requires_kernel,
     simd_level,
     snapshot,
@@ -88,7 +91,7 @@ def run(step_fn, prob, **extra):
 def test_c_equals_reference(prob):
     grads_snap = snapshot(prob["grads"])
     with np.errstate(all="ignore"):
-        expected = run(reference.adam_step, prob)
+        expected = run(ref_adam_step, prob)
         with simd_level(prob["simd"]):
             got = run(functional.adam_step, prob, impl="c", n_threads=prob["n_threads"])
     assert_unchanged(prob["grads"], grads_snap, "grad")
@@ -115,22 +118,24 @@ def buckets(draw):
         tensors.append(t)
     h = draw(hypers)
     step = draw(st.integers(1, 1000))
-    hyper = (h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"], step,
-             h["decoupled"], h["maximize"], h["eps_mode"], draw(st.sampled_from([1.0, 0.37, 1e-3])))
-    return tensors, amsgrad, hyper, draw(st.sampled_from([1, 2, 3]))
+    hyper = make_hyper("adam", amsgrad=amsgrad, **h)
+    scale = draw(st.sampled_from([1.0, 0.37, 1e-3]))
+    return tensors, hyper, step, scale, draw(st.sampled_from([1, 2, 3]))
 
 
 @SETTINGS
 @given(buckets())
 def test_bucket_c_equals_numpy(case):
-    tensors, amsgrad, hyper, n_threads = case
+    tensors, hyper, step, scale, n_threads = case
     out = {}
     for impl in ("numpy", "c"):
         ts = [[a.copy() for a in t] for t in tensors]
-        bucket = ([t[0] for t in ts], [t[1] for t in ts], [t[2] for t in ts], [t[3] for t in ts],
-                  [t[4] for t in ts] if amsgrad else None, list(range(len(ts))), hyper)
+        states = ([t[2] for t in ts], [t[3] for t in ts],
+                  [t[4] for t in ts] if hyper.amsgrad else None)
+        bucket = Bucket(kinds.ADAM, hyper, step, [t[0] for t in ts], [t[1] for t in ts], states,
+                        list(range(len(ts))), scale)
         with np.errstate(all="ignore"):
-            _impl.adam_stepper(impl)([bucket], n_threads)
+            _impl.bucket_stepper(impl)([bucket], n_threads)
         out[impl] = ts
     for k, (tc, tn) in enumerate(zip(out["c"], out["numpy"])):
         for j, (a, b) in enumerate(zip(tc, tn)):

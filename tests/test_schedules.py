@@ -17,7 +17,7 @@ import adamcore
 from adamcore import schedules
 from adamcore.schedules import (ConstantLR, ExponentialLR, OneCycleLR, ReduceLROnPlateau,
                                 StepLR, WarmupCosineLR)
-from conftest import assert_optimizers_equal, requires_kernel
+from helpers import assert_optimizers_equal, requires_kernel
 
 LRS = (1e-3, 3e-4)  # two param groups with different base lrs
 

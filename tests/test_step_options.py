@@ -6,7 +6,7 @@ import pytest
 
 import adamcore
 from adamcore import clip
-from conftest import DTYPES, IMPL_PARAMS, assert_optimizers_equal, optimizer_snapshot, \
+from helpers import DTYPES, IMPL_PARAMS, assert_optimizers_equal, optimizer_snapshot, \
     assert_optimizer_snapshot_equal
 
 SHAPES = [(300,), (17, 3), (5000,)]

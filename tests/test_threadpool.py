@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import adamcore
-from conftest import KERNEL, requires_kernel
+from helpers import KERNEL, requires_kernel
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 pytestmark = requires_kernel

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import adamcore
-from conftest import (
+from helpers import (
     PARALLEL_MIN,
     assert_optimizer_snapshot_equal,
     assert_optimizers_equal,

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import adamcore  # noqa: E402
-from conftest import DTYPES, IMPL_PARAMS, PARALLEL_MIN, requires_kernel  # noqa: E402
+from helpers import DTYPES, IMPL_PARAMS, PARALLEL_MIN, requires_kernel  # noqa: E402
 
 STEPS = 100
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}

@@ -26,6 +26,7 @@ from adamcore.bench.timing import interleaved
 QUICK_SIZES = [2 ** k for k in (4, 10, 14, 18, 20, 22)]
 FULL_SIZES = [2 ** k for k in (4, 10, 12, 14, 16, 18, 20, 22, 24)]
 MANY = (1000, 1024)  # tensors x elements
+SKIPS = (1000, 16)   # tensors x elements: a step's fixed costs, with skipped params
 
 
 def plan(dtypes, sizes, all_threads):
@@ -45,6 +46,9 @@ def plan(dtypes, sizes, all_threads):
         for impl in ("c-adam", "c-flat", "torch-fused", "torch-foreach"):
             if available(impl):
                 cases.append((impl, "float32", count * size, t, count))
+    count, size = SKIPS
+    for impl in ("c-adam", "c-adam-frozen", "c-adam-skipped-once"):
+        cases.append((impl, "float32", count * size, 1, count))
     return cases
 
 

@@ -23,6 +23,8 @@ IMPLS = {
     "c-functional": "adamcore.functional.adam_step (C kernel)",
     "c-adam": "adamcore.Adam.step (C kernel)",
     "c-flat": "adamcore.Adam.step over adamcore.FlatParams: one buffer (C kernel)",
+    "c-adam-frozen": "adamcore.Adam.step with the middle param frozen (its grad None every step)",
+    "c-adam-skipped-once": "adamcore.Adam.step after one step that skipped the middle param",
     "torch-single": "torch.optim.Adam(foreach=False)",
     "torch-foreach": "torch.optim.Adam(foreach=True)",
     "torch-fused": "torch.optim.Adam(fused=True)",
@@ -31,7 +33,7 @@ IMPLS = {
 }
 SINGLE_THREADED = ("textbook", "numpy")
 #: Timed with many tensors only: over one tensor it is c-adam.
-MANY_TENSORS_ONLY = ("c-flat",)
+MANY_TENSORS_ONLY = ("c-flat", "c-adam-frozen", "c-adam-skipped-once")
 
 
 def available(impl):
@@ -93,6 +95,19 @@ class Case:
 
     def _optimizer_step(self, params, grads, impl):
         opt = adamcore.Adam(params, n_threads=self.threads, impl=impl)
+        return lambda: opt.step(grads)
+
+    def _prepare_c_adam_frozen(self, params, grads):
+        frozen = list(grads)
+        frozen[len(frozen) // 2] = None  # never stepped: it has no state
+        return self._optimizer_step(params, frozen, "c")
+
+    def _prepare_c_adam_skipped_once(self, params, grads):
+        opt = adamcore.Adam(params, n_threads=self.threads, impl="c")
+        skipped = list(grads)
+        skipped[len(skipped) // 2] = None
+        opt.step(grads)
+        opt.step(skipped)  # from now on that param is a step behind the others
         return lambda: opt.step(grads)
 
     def _prepare_c_functional(self, params, grads):

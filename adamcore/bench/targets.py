@@ -78,6 +78,18 @@ def evaluate(rows, roofline, all_threads, memory=None):
         _vs_one_tensor(rows, "c-adam"), 1.5, higher_is_better=False)
     add("1000 x 1024 tensors in one FlatParams: time vs one tensor",
         _vs_one_tensor(rows, "c-flat"), 1.5, higher_is_better=False)
+    for impl, what in (("c-adam-frozen", "one param frozen"),
+                       ("c-adam-skipped-once", "one param skipped once")):
+        ratios, shape = [], ""
+        for r in rows:
+            if r["impl"] == impl:
+                every = _ns(rows, impl="c-adam", dtype=r["dtype"], n=r["n"],
+                            threads=r["threads"], n_tensors=r["n_tensors"])
+                if every:
+                    ratios.append(r["ns"] / every)
+                    shape = f"{r['n_tensors']} x {r['n'] // r['n_tensors']}"
+        add(f"{shape} tensors, {what}: time vs every grad present", ratios, 1.2,
+            higher_is_better=False)
     add("float64 >= 2^22: speedup over torch fused",
         _ratios(rows, "float64", LARGE, both, "torch-fused", "c-adam"), 1.05)
     add("float64 2^14..2^18: speedup over torch fused",
