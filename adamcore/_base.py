@@ -184,6 +184,8 @@ class Optimizer:
             if self.skip_nonfinite and nonfinite:
                 self.skipped_steps += 1
                 return False
+        if self._plan.groups is not self.param_groups:  # the list replaced: read it again
+            self._plan = self._new_plan(self._arrays)
         if not self._run(self._plan, grads, scale, self.n_threads):
             self._step_general(grads, scale)
         return True

@@ -15,6 +15,7 @@ cdef class _Compiled:
     when one of them is no longer the same object), and the kept spans."""
     cdef _KindC kc
     cdef list groups, entries, snaps
+    cdef object rows  # the plan's rows this was built from (replaced, never changed)
     cdef Py_ssize_t n_params, n_rows, n_groups, n_entries
     cdef int64_t[::1] index, row_start, row_group, row_slots, outside
     cdef _Hyper *hypers
@@ -25,18 +26,24 @@ cdef class _Compiled:
         self.hypers, self.group_slots = NULL, NULL
 
     def __init__(self, plan):
-        cdef Py_ssize_t r
         self.kc = _KINDS_C[plan.kind]
-        self.groups = plan.groups
-        self.n_params, self.n_rows, self.n_groups = plan.n_params, len(plan.rows), len(plan.groups)
+        self.groups, self.rows = plan.groups, plan.rows
+        self.n_params, self.n_rows, self.n_groups = plan.n_params, len(plan.rows), plan.n_groups
         starts, index, self.entries = [0], [], []
-        for row in plan.rows:
+        for row in plan.rows:  # the indices below are used unchecked: check them here
+            if not (0 <= row.group < self.n_groups and type(row.states) is tuple
+                    and len(row.states) == 3 and len(row.params) == len(row.indices)
+                    and all(s is None or len(s) == len(row.params) for s in row.states)
+                    and all(0 <= i < self.n_params for i in row.indices)):
+                raise ValueError("a plan's rows do not fit its groups and params")
             index += row.indices
             for k, p in enumerate(row.params):
                 self.entries.append(p)
                 for s in row.states:
                     self.entries.append(None if s is None else s[k])
             starts.append(len(index))
+        if not all(0 <= i < self.n_params for i in plan.outside):
+            raise ValueError("a plan's outside params do not fit its params")
         self.n_entries = len(index)
         self.index = np.array(index, np.int64)
         self.row_start = np.array(starts, np.int64)
@@ -66,10 +73,12 @@ cdef class _Compiled:
             else:
                 return 0
         self.snaps[g] = None
-        hyper = self.kc.kind.hyper_from(group)
+        values = tuple(group[key] for key in keys)
+        # The hyper is read from the values kept, never from the group again:
+        # reading an option may run Python code that changes the group.
+        hyper = self.kc.kind.hyper_from(dict(zip(keys, values)))
         self.kc.fill(hyper, &self.hypers[g], self.kc.kind.options)
         self.group_slots[g] = self.kc.slots_of(hyper)
-        values = tuple(group[key] for key in keys)
         if all(_immutable(v) for v in values):  # else: read again at every run
             self.snaps[g] = values
         return 0
@@ -99,6 +108,7 @@ def run(plan, grads, scale, n_threads=None):
     (adamcore.plan); False, with nothing done, when the plan does not cover
     this step. adamcore.reference.run is the same in NumPy."""
     cdef _Compiled c = plan.compiled if type(plan.compiled) is _Compiled else None
+    cdef object steps_array, first_array  # held: the kernels run without the GIL
     cdef Py_ssize_t g, r, e, row = 0, begin, n_spans = 0
     cdef int nt, typenum
     cdef double d_scale
@@ -107,7 +117,7 @@ def run(plan, grads, scale, n_threads=None):
     cdef int64_t *steps
     cdef uint8_t *first
     cdef bint ok = True
-    if c is None:
+    if c is None or c.rows is not plan.rows:
         c = _Compiled(plan)
         plan.compiled = c
     # In the reference's order: grads, scale, n_threads, hyperparameters, tensors.
@@ -117,6 +127,9 @@ def run(plan, grads, scale, n_threads=None):
         _validate.check_grad_scale(scale)
         d_scale = _as_double(scale)
     nt = resolve_n_threads(n_threads)
+    if len(plan.groups) != c.n_groups:
+        raise ValueError(f"param_groups changed from {c.n_groups} to {len(plan.groups)} groups; "
+                         "add groups with add_param_group")
     for g in range(c.n_groups):
         c.refresh(g)
     if len(<list>grads) != c.n_params:  # changed by Python code run since (a __float__)
@@ -127,8 +140,9 @@ def run(plan, grads, scale, n_threads=None):
     for e in range(c.outside.shape[0]):
         if (<list>grads)[c.outside[e]] is not None:
             return False
-    steps = <int64_t *>_row_array(plan.steps, cnp.NPY_INT64, c.n_rows)
-    first = <uint8_t *>_row_array(plan.first, cnp.NPY_UINT8, c.n_rows)
+    steps_array, first_array = plan.steps, plan.first
+    steps = <int64_t *>_row_array(steps_array, cnp.NPY_INT64, c.n_rows)
+    first = <uint8_t *>_row_array(first_array, cnp.NPY_UINT8, c.n_rows)
     _work_init(&w, c.n_entries, c.n_rows, <char *>stack)
     try:
         for r in range(c.n_rows):
@@ -147,8 +161,9 @@ def run(plan, grads, scale, n_threads=None):
                 ok = False
                 break
             w.counts[r], w.typenums[r] = row - begin, typenum
-            w.hypers[r] = c.hypers[c.row_group[r]]
-            _set_step(c.kc.code, &w.hypers[r], steps[r] + 1, d_scale, first[r] != 0)
+            if row > begin:
+                w.hypers[r] = c.hypers[c.row_group[r]]
+                _set_step(c.kc.code, &w.hypers[r], steps[r] + 1, d_scale, first[r] != 0)
         ok = ok and _step_disjoint(w.keys, w.keys + 4 * w.n, n_spans, w.keys + 8 * w.n,
                                    w.keys + 9 * w.n, row, w.keys + 10 * w.n, c.spans)
         if not ok:
@@ -204,12 +219,13 @@ def step_buckets(buckets, n_threads=None):
         for b in range(len(buckets)):
             bucket = buckets[b]
             kind = bucket.kind
-            if type(kind) is not Kind:
+            if not isinstance(kind, Kind):
                 ok = False
                 break
             kc = _KINDS_C.get(kind)
-            if kc is None:  # a kind made outside the registry
-                kc = _KindC(kind)
+            if kc is None:
+                raise ValueError(f"{kind!r} is not in adamcore.kinds.KINDS: the compiled "
+                                 "kernels step registered kinds only")
             hyper = bucket.hyper
             kc.fill(hyper, &w.hypers[b], None)
             # In check_bucket's order, each refused with its words.

@@ -139,7 +139,8 @@ class Plan:
     ``groups`` are the optimizer's live param-group dicts (options are read
     off them at each run); ``steps[r]`` / ``first[r]`` the step count and
     first-step flag of ``rows[r]``; ``outside`` the params without all the
-    state their group needs. ``compiled`` is where the binding keeps its
+    state their group needs. Rows are replaced (``split``), never changed
+    in place. ``compiled`` is where the binding keeps its
     C-level copy of the plan (rows as tables, hyper structs, the sorted
     spans of params and state), ``scratch`` the NumPy reference's buffers;
     both are caches, dropped when the rows change."""
@@ -148,7 +149,7 @@ class Plan:
         self.kind, self.groups, self.rows = kind, groups, rows
         self.steps = np.asarray(steps, np.int64)
         self.first = np.asarray(first, np.uint8)
-        self.outside, self.n_params = outside, n_params
+        self.outside, self.n_params, self.n_groups = outside, n_params, len(groups)
         self.compiled, self.scratch = None, {}
 
     def __getstate__(self):
@@ -199,6 +200,9 @@ class Plan:
         """This step's buckets (the reference run, and the binding's
         refusals, use them), or None when the plan does not cover it.
         Checks the hyperparameters, naming them as the groups do."""
+        if len(self.groups) != self.n_groups:
+            raise ValueError(f"param_groups changed from {self.n_groups} to {len(self.groups)} "
+                             "groups; add groups with add_param_group")
         kind, masks = self.kind, []
         for group in self.groups:
             hyper = kind.hyper_from(group)

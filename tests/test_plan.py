@@ -181,3 +181,62 @@ def test_plan_build_puts_params_without_state_outside():
     assert plan.steps.tolist() == [4]
     assert plan.buckets([None, rng.standard_normal(3).astype(np.float32), None], 1.0) is None
     assert plan.buckets([None] * 3, 1.0) == []
+
+
+@pytest.mark.parametrize("impl", IMPL_PARAMS)
+def test_param_groups_replaced_or_shrunk(impl, rng):
+    """A param_groups list replaced by the user is read again; one that lost a
+    group is refused (groups are added with add_param_group)."""
+    params = _params(rng, 4)
+    a = adamcore.Adam([{"params": params[:2]}, {"params": params[2:]}], impl=impl)
+    b = adamcore.Adam([{"params": [p.copy() for p in params[:2]]},
+                       {"params": [p.copy() for p in params[2:]]}], impl="numpy")
+    g = _grads(rng, params)
+    a.step(g)
+    b.step(g)
+    a.param_groups = [dict(group, lr=0.05) for group in a.param_groups]
+    for group in b.param_groups:
+        group["lr"] = 0.05
+    a.step(g)
+    b.step(g)
+    assert_optimizers_equal(a, b)
+    a.param_groups.pop()
+    with pytest.raises(ValueError, match=r"^param_groups changed from 2 to 1 groups"):
+        a.step(g)
+
+
+@pytest.mark.parametrize("impl", IMPL_PARAMS)
+def test_an_option_read_once_per_step(impl, rng):
+    """An option whose float() changes the group: the step uses the value
+    read, and the next step reads the group again."""
+    class Sly(float):
+        def __float__(self):
+            group["lr"] = 0.5
+            return float.__float__(self)
+    params = _params(rng, 2)
+    a = adamcore.Adam([p.copy() for p in params], impl=impl)
+    b = adamcore.Adam([p.copy() for p in params], impl="numpy")
+    g = _grads(rng, params)
+    group = a.param_groups[0]
+    a.step(g)
+    b.step(g)
+    group["lr"] = Sly(0.01)
+    a.step(g)
+    b.param_groups[0]["lr"] = 0.01
+    b.step(g)
+    assert group["lr"] == 0.5
+    a.step(g)
+    b.param_groups[0]["lr"] = 0.5
+    b.step(g)
+    assert_optimizers_equal(a, b)
+
+
+def test_a_plan_that_does_not_fit_is_refused():
+    if _impl.kernel() is None:
+        pytest.skip("the compiled extension adamcore._kernel is not built")
+    from adamcore.plan import Row
+    p = np.zeros(3, np.float32)
+    group = {"params": [p], **adamcore.Adam([p]).defaults}
+    plan = Plan(kinds.ADAM, [group], [Row(0, 3, [5], [p], ([p], [p], None))], [0], [0], [], 1)
+    with pytest.raises(ValueError, match="a plan's rows do not fit"):
+        _impl.kernel().run(plan, [p], 1.0)
