@@ -101,35 +101,50 @@ cdef class _KindC:
             k += 1
         return mask
 
-    cdef int fill(self, object hyper, _Hyper *out, object names) except -1:
-        """Check ``hyper`` and write it into ``out`` (per-step fields zero);
-        ``names``: the field -> option names a refusal uses, or None."""
+    cdef bint fill_plain(self, object source, bint by_key, _Hyper *out) except -1:
+        """Write the fields of ``source`` (a hyper, or with ``by_key`` a dict
+        of field values) into ``out`` while checking them at C speed; False
+        at the first value that is not plain or not in range."""
         cdef Py_ssize_t j
         cdef double d
-        cdef bint fast = type(hyper) is self.hyper_type
         cdef char *base = <char *>out
-        if fast:
-            for j in range(self.n_fields):
-                x = getattr(hyper, <str>self.names[j])
-                if self.how[j] == _REAL:
-                    if not (_plain_real(x, &d) and isfinite(d) and d >= self.lo[j]
-                            and (d < self.hi[j] if self.hi_open[j] else d <= self.hi[j])):
-                        fast = False
-                        break
-                elif self.how[j] == _FLAG:
-                    if type(x) is not bool:
-                        fast = False
-                        break
-                elif type(x) is not str or x not in <tuple>self.choices[j]:
-                    fast = False
-                    break
-            if fast and self.cross_check is not None:
-                self.cross_check(hyper)
-        if not fast:
-            _validate.check_hyper(self.kind, hyper, names)  # raises, or accepts
         memset(out, 0, sizeof(_Hyper))
         if self.code != ADAMCORE_ADAM:
             out.family.kind = self.code
+        if by_key and len(<dict>source) != self.n_fields:
+            return False
+        for j in range(self.n_fields):
+            if by_key:
+                x = (<dict>source).get(<str>self.names[j])
+            else:
+                x = getattr(source, <str>self.names[j])
+            if self.how[j] == _REAL:
+                if not (_plain_real(x, &d) and isfinite(d) and d >= self.lo[j]
+                        and (d < self.hi[j] if self.hi_open[j] else d <= self.hi[j])):
+                    return False
+                (<double *>(base + self.offsets[j]))[0] = d
+            elif self.how[j] == _FLAG:
+                if type(x) is not bool:
+                    return False
+                (<int *>(base + self.offsets[j]))[0] = 1 if x is True else 0
+            else:
+                if type(x) is not str or x not in <tuple>self.choices[j]:
+                    return False
+                (<int *>(base + self.offsets[j]))[0] = (<tuple>self.choices[j]).index(x)
+        return True
+
+    cdef int fill(self, object hyper, _Hyper *out, object names) except -1:
+        """Check ``hyper`` and write it into ``out`` (per-step fields zero);
+        ``names``: the field -> option names a refusal uses, or None. Plain
+        values take fill_plain; anything else goes to adamcore._validate,
+        then is converted as Python converts it."""
+        cdef Py_ssize_t j
+        cdef char *base = <char *>out
+        if type(hyper) is self.hyper_type and self.fill_plain(hyper, False, out):
+            if self.cross_check is not None:
+                self.cross_check(hyper)
+            return 0
+        _validate.check_hyper(self.kind, hyper, names)  # raises, or accepts
         for j in range(self.n_fields):
             x = getattr(hyper, <str>self.names[j])
             if self.how[j] == _REAL:

@@ -201,7 +201,8 @@ def step_buckets(buckets, n_threads=None):
     cdef int64_t step
     cdef bint is_first
     cdef double d_scale
-    cdef int *codes = NULL
+    cdef int codes_stack[16]
+    cdef int *codes = codes_stack
     cdef bint ok = True
     if type(buckets) is not list:
         check_buckets(buckets, n_threads)
@@ -213,9 +214,10 @@ def step_buckets(buckets, n_threads=None):
     nt = resolve_n_threads(n_threads)
     _work_init(&w, n_tensors, len(buckets), <char *>stack)
     try:
-        codes = <int *>PyMem_Malloc(max(len(buckets), 1) * sizeof(int))
-        if codes == NULL:
-            raise MemoryError()
+        if len(buckets) > 16:
+            codes = <int *>PyMem_Malloc(len(buckets) * sizeof(int))
+            if codes == NULL:
+                raise MemoryError()
         for b in range(len(buckets)):
             bucket = buckets[b]
             kind = bucket.kind
@@ -279,5 +281,70 @@ def step_buckets(buckets, n_threads=None):
                                "adamcore._validate accepts")
         _run_calls(&w, len(buckets), codes, 0, nt)
     finally:
-        PyMem_Free(codes)
+        if codes != codes_stack:
+            PyMem_Free(codes)
+        _work_free(&w)
+
+
+# ---- one tensor ------------------------------------------------------------------
+
+cdef class _ByName:
+    """A dict's items as attributes: the fields of a hyper passed by name
+    read as a hyper (Kind.required, Kind.check), without making one."""
+    cdef dict fields
+
+    def __getattribute__(self, name):  # not __getattr__: no failed lookup first
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def step_one(kind, param, grad, states, step, grad_scale, n_threads, **hyper):
+    """One tensor's step (functional.adam_step): ``states`` as a Bucket's
+    (per slot a one-item list or None), ``hyper`` the kind's fields by name.
+    The checks of step_buckets, on the stack; anything they do not take goes
+    through step_buckets as a Bucket of the same arguments, which words the
+    error."""
+    cdef _KindC kc = _KINDS_C.get(kind)
+    cdef _Work w
+    cdef double stack[_STACK_WORDS]
+    cdef Py_ssize_t n_spans = 0, k
+    cdef int typenum = -1, nt, slots
+    cdef double d_scale
+    cdef _ByName fields
+    cdef bint ok = kc is not None and type(states) is tuple and len(<tuple>states) == 3
+    s = [None, None, None]
+    _work_init(&w, 1, 1, <char *>stack)
+    try:
+        if ok:
+            ok = (kc.fill_plain(hyper, True, &w.hypers[0])
+                  and type(step) is int and 1 <= step <= INT64_MAX
+                  and _scale_ok(grad_scale, &d_scale)
+                  and (n_threads is None or (type(n_threads) is int and n_threads != 0)))
+        if ok:
+            fields = _ByName.__new__(_ByName)
+            fields.fields = hyper
+            if kc.cross_check is not None:
+                kc.cross_check(fields)
+            slots = kc.slots_of(fields)
+            for k in range(3):
+                slot = (<tuple>states)[k]
+                if (slot is not None) != bool((slots >> k) & 1) or (
+                        slot is not None and (type(slot) is not list or len(<list>slot) != 1)):
+                    ok = False
+                    break
+                s[k] = None if slot is None else (<list>slot)[0]
+        ok = ok and (_tensor_ok(param, grad, s[0], s[1], s[2], slots, &w, 0, &n_spans, &typenum)
+                     and _step_disjoint(w.keys, w.keys + 4, n_spans, w.keys + 8, w.keys + 9, 1,
+                                        w.keys + 10, None))
+        if not ok:
+            step_buckets([Bucket(kind, kind.hyper_type(**hyper), step, [param], [grad], states,
+                                 None, grad_scale)], n_threads)
+            return
+        nt = resolve_n_threads(n_threads)
+        _set_step(kc.code, &w.hypers[0], step, d_scale, False)
+        w.counts[0], w.typenums[0] = 1, typenum
+        _run_calls(&w, 1, NULL, kc.code, nt)
+    finally:
         _work_free(&w)

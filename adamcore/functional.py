@@ -1,6 +1,6 @@
 """Stateless Adam steps on arrays you own (like torch.optim's functional API)."""
 
-from adamcore import _impl, kinds
+from adamcore import _impl, kinds, reference
 from adamcore.plan import Bucket
 
 
@@ -36,10 +36,16 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
     all but ``-n - 1``. ``impl``: "auto", "c" or "numpy" (see adamcore docs).
     Every implementation, thread count and SIMD level gives the same bits.
     """
+    states = ([exp_avg], [exp_avg_sq], None if max_exp_avg_sq is None else [max_exp_avg_sq])
+    if _impl.resolve(impl) == "c":  # one tensor, checked on the stack
+        _impl.kernel().step_one(kinds.ADAM, param, grad, states, step, grad_scale, n_threads,
+                                lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                                weight_decay=weight_decay, eps_mode=eps_mode,
+                                amsgrad=max_exp_avg_sq is not None, maximize=maximize,
+                                decoupled=decoupled)
+        return
     hyper = kinds.AdamHyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
                             eps_mode=eps_mode, amsgrad=max_exp_avg_sq is not None,
                             maximize=maximize, decoupled=decoupled)
-    vmaxs = None if max_exp_avg_sq is None else [max_exp_avg_sq]
-    bucket = Bucket(kinds.ADAM, hyper, step, [param], [grad], ([exp_avg], [exp_avg_sq], vmaxs),
-                    None, grad_scale)
-    _impl.bucket_stepper(_impl.resolve(impl))([bucket], n_threads)
+    reference.step_buckets([Bucket(kinds.ADAM, hyper, step, [param], [grad], states, None,
+                                   grad_scale)], n_threads)

@@ -1,6 +1,7 @@
-"""The optimizer family's API: SGD, RMSprop, Adagrad and AdaBelief share
-Adam's (param groups, None grads, apply_gradients, state_dict, save/load,
-schedules, clipping, skipping) and each keeps PyTorch's state semantics.
+"""The optimizers' shared API, for every kind of the registry (adamcore.kinds):
+param groups, None grads, apply_gradients, state_dict, save/load, schedules,
+clipping, skipping; each keeps PyTorch's state semantics (Adam's own cases
+are in test_optimizer.py).
 
 Where a result can be written down exactly (an SGD step is p - lr*g in the
 param's dtype), it is compared bit for bit; elsewhere two runs that must agree
@@ -15,6 +16,7 @@ import pytest
 import adamcore
 from helpers import (
     IMPL_PARAMS,
+    OPTIMIZERS,
     PARALLEL_MIN,
     assert_bitwise_equal,
     assert_optimizer_snapshot_equal,
@@ -25,10 +27,10 @@ from helpers import (
 )
 
 impls = pytest.mark.parametrize("impl", IMPL_PARAMS)
-CLASSES = {"SGD": adamcore.SGD, "RMSprop": adamcore.RMSprop, "Adagrad": adamcore.Adagrad,
-           "AdaBelief": adamcore.AdaBelief}
+CLASSES = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 #: options using every state slot of each class
 FULL = {
+    "Adam": dict(lr=1e-3, amsgrad=True, weight_decay=0.01),
     "SGD": dict(lr=0.01, momentum=0.9, dampening=0.1, weight_decay=0.01),
     "RMSprop": dict(lr=1e-3, momentum=0.9, centered=True, weight_decay=0.01),
     "Adagrad": dict(lr=0.05, lr_decay=0.01, initial_accumulator_value=0.1),
@@ -198,6 +200,7 @@ def test_adagrad_lr_decay_uses_step_count(impl):
 # ---- groups, None grads, apply_gradients --------------------------------------------
 
 GROUP_OPTIONS = {
+    "Adam": [dict(lr=0.01), dict(amsgrad=True), dict(weight_decay=0.1, maximize=True)],
     "SGD": [dict(lr=0.1), dict(momentum=0.9, nesterov=True), dict(momentum=0.5, dampening=0.5,
                                                                  maximize=True)],
     "RMSprop": [dict(lr=0.01), dict(momentum=0.9), dict(centered=True, alpha=0.9)],

@@ -1,11 +1,9 @@
-"""Bad input to SGD, RMSprop, Adagrad and AdaBelief: the right exception, a
-message naming the argument, the same exception and message from impl="c" and
-impl="numpy", and not one byte of any param, state array or grad written (nor
-a step count moved).
-
-Also the raw entry points, adamcore._kernel.family_step_buckets and
-adamcore.reference.family_step_buckets: malformed buckets are refused the same
-way by both ("both raise the same or both agree").
+"""Bad input to every optimizer of the registry (adamcore.kinds; Adam's own
+cases are in test_bad_input.py, the raw entry points' in
+test_bucket_bad_input.py): the right exception, a message naming the
+argument, the same exception and message from impl="c" and impl="numpy", and
+not one byte of any param, state array or grad written (nor a step count
+moved).
 """
 
 import math
@@ -17,6 +15,7 @@ import adamcore
 from adamcore import _impl
 from helpers import (
     IMPL_PARAMS,
+    OPTIMIZERS,
     assert_optimizer_snapshot_equal,
     assert_unchanged,
     optimizer_snapshot,
@@ -26,8 +25,7 @@ from helpers import (
 
 IMPLS = ["c", "numpy"]
 KERNEL = _impl.kernel()
-CLASSES = {"SGD": adamcore.SGD, "RMSprop": adamcore.RMSprop, "Adagrad": adamcore.Adagrad,
-           "AdaBelief": adamcore.AdaBelief}
+CLASSES = {cls.__name__: cls for cls in OPTIMIZERS.values()}
 NAN, INF = math.nan, math.inf
 
 
@@ -193,11 +191,13 @@ def test_constructor_bad_params(cls_name):
 
 #: options under which each class uses every one of its state slots
 FULL_OPTIONS = {
+    "Adam": dict(amsgrad=True, weight_decay=0.1),
     "SGD": dict(lr=0.1, momentum=0.9, weight_decay=0.1),
     "RMSprop": dict(momentum=0.9, centered=True),
     "Adagrad": dict(initial_accumulator_value=0.1),
     "AdaBelief": dict(amsgrad=True, weight_decay=0.1),
 }
+assert set(FULL_OPTIONS) == set(CLASSES), "a new kind needs its FULL_OPTIONS entry here"
 SHAPES = [(8,), (3, 4), (5,)]  # float32, float32, float64
 
 
