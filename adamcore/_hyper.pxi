@@ -59,7 +59,7 @@ cdef class _KindC:
     """A kind as the binding runs it: its kernel number and, per hyper
     field, the C struct offset, the rule's kind and range."""
     cdef readonly object kind
-    cdef object hyper_type, required, cross_check
+    cdef object hyper_type, cross_check
     cdef int code
     cdef Py_ssize_t n_fields
     cdef list names
@@ -70,11 +70,12 @@ cdef class _KindC:
     cdef double hi[_MAX_FIELDS]
     cdef bint hi_open[_MAX_FIELDS]
     cdef tuple group_keys
+    cdef int need_field[3]  # per slot: -2 unused, -1 always, else the field that asks for it
 
     def __init__(self, kind):
         cdef Py_ssize_t j = 0
         self.kind, self.hyper_type, self.code = kind, kind.hyper_type, kind.code
-        self.required, self.cross_check = kind.required, kind.check
+        self.cross_check = kind.check
         layout = _ADAM_FIELDS if kind.code == ADAMCORE_ADAM else _FAMILY_FIELDS
         self.names, self.choices = [], []
         if len(kind.fields) > _MAX_FIELDS:
@@ -91,14 +92,22 @@ cdef class _KindC:
             j += 1
         self.n_fields = j
         self.group_keys = kind.group_keys()
+        for j in range(3):
+            need = kind.needs[j] if j < len(kind.needs) else False
+            self.need_field[j] = (self.names.index(need) if isinstance(need, str)
+                                  else (-1 if need is True else -2))
 
-    cdef int slots_of(self, object hyper) except -1:
-        """Bit k: the hyper uses state slot k (Kind.required)."""
-        cdef int mask = 0, k = 0
-        for need in self.required(hyper):
-            if need:
+    cdef int slots_of(self, const _Hyper *h) noexcept:
+        """Bit k: a step with the filled ``h`` uses state slot k (Kind.needs,
+        read off the struct as Kind.required reads the hyper)."""
+        cdef int mask = 0, k, j
+        cdef const char *base = <const char *>h
+        for k in range(3):
+            j = self.need_field[k]
+            if j == -1 or (j >= 0 and (
+                    (<const double *>(base + self.offsets[j]))[0] != 0.0 if self.how[j] == _REAL
+                    else (<const int *>(base + self.offsets[j]))[0] != 0)):
                 mask |= 1 << k
-            k += 1
         return mask
 
     cdef bint fill_plain(self, object source, bint by_key, _Hyper *out) except -1:

@@ -78,7 +78,7 @@ cdef class _Compiled:
         # reading an option may run Python code that changes the group.
         hyper = self.kc.kind.hyper_from(dict(zip(keys, values)))
         self.kc.fill(hyper, &self.hypers[g], self.kc.kind.options)
-        self.group_slots[g] = self.kc.slots_of(hyper)
+        self.group_slots[g] = self.kc.slots_of(&self.hypers[g])
         if all(_immutable(v) for v in values):  # else: read again at every run
             self.snaps[g] = values
         return 0
@@ -240,7 +240,7 @@ def step_buckets(buckets, n_threads=None):
             if type(first) is not bool:
                 _validate.check_flag("first", first)
             step, is_first = int(step_obj), bool(first)
-            slots = kc.slots_of(hyper)
+            slots = kc.slots_of(&w.hypers[b])
             states, params, grads, indices = bucket.states, bucket.params, bucket.grads, bucket.indices
             if type(params) is not list:
                 ok = False
@@ -288,21 +288,11 @@ def step_buckets(buckets, n_threads=None):
 
 # ---- one tensor ------------------------------------------------------------------
 
-cdef class _ByName:
-    """A dict's items as attributes: the fields of a hyper passed by name
-    read as a hyper (Kind.required, Kind.check), without making one."""
-    cdef dict fields
-
-    def __getattribute__(self, name):  # not __getattr__: no failed lookup first
-        try:
-            return self.fields[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def step_one(kind, param, grad, states, step, grad_scale, n_threads, **hyper):
+def step_one(kind, param, grad, states, step, grad_scale, n_threads, dict hyper):
     """One tensor's step (functional.adam_step): ``states`` as a Bucket's
-    (per slot a one-item list or None), ``hyper`` the kind's fields by name.
+    (per slot a one-item list or None), ``hyper`` a dict of the kind's
+    fields by name (a dict, not keywords: a call with keywords costs more
+    than the step).
     The checks of step_buckets, on the stack; anything they do not take goes
     through step_buckets as a Bucket of the same arguments, which words the
     error."""
@@ -312,7 +302,6 @@ def step_one(kind, param, grad, states, step, grad_scale, n_threads, **hyper):
     cdef Py_ssize_t n_spans = 0, k
     cdef int typenum = -1, nt, slots
     cdef double d_scale
-    cdef _ByName fields
     cdef bint ok = kc is not None and type(states) is tuple and len(<tuple>states) == 3
     s = [None, None, None]
     _work_init(&w, 1, 1, <char *>stack)
@@ -323,11 +312,9 @@ def step_one(kind, param, grad, states, step, grad_scale, n_threads, **hyper):
                   and _scale_ok(grad_scale, &d_scale)
                   and (n_threads is None or (type(n_threads) is int and n_threads != 0)))
         if ok:
-            fields = _ByName.__new__(_ByName)
-            fields.fields = hyper
             if kc.cross_check is not None:
-                kc.cross_check(fields)
-            slots = kc.slots_of(fields)
+                kc.cross_check(kind.hyper_type(**hyper))
+            slots = kc.slots_of(&w.hypers[0])
             for k in range(3):
                 slot = (<tuple>states)[k]
                 if (slot is not None) != bool((slots >> k) & 1) or (

@@ -37,15 +37,12 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr, beta1, beta2, eps,
     Every implementation, thread count and SIMD level gives the same bits.
     """
     states = ([exp_avg], [exp_avg_sq], None if max_exp_avg_sq is None else [max_exp_avg_sq])
+    fields = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay,
+              "eps_mode": eps_mode, "amsgrad": max_exp_avg_sq is not None, "maximize": maximize,
+              "decoupled": decoupled}
     if _impl.resolve(impl) == "c":  # one tensor, checked on the stack
         _impl.kernel().step_one(kinds.ADAM, param, grad, states, step, grad_scale, n_threads,
-                                lr=lr, beta1=beta1, beta2=beta2, eps=eps,
-                                weight_decay=weight_decay, eps_mode=eps_mode,
-                                amsgrad=max_exp_avg_sq is not None, maximize=maximize,
-                                decoupled=decoupled)
+                                fields)
         return
-    hyper = kinds.AdamHyper(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                            eps_mode=eps_mode, amsgrad=max_exp_avg_sq is not None,
-                            maximize=maximize, decoupled=decoupled)
-    reference.step_buckets([Bucket(kinds.ADAM, hyper, step, [param], [grad], states, None,
-                                   grad_scale)], n_threads)
+    reference.step_buckets([Bucket(kinds.ADAM, kinds.AdamHyper(**fields), step, [param], [grad],
+                                   states, None, grad_scale)], n_threads)

@@ -98,26 +98,26 @@ ADAM = Kind(
     AdamHyper,
     dict(lr=v.LR, beta1=v.BETA1, beta2=v.BETA2, eps=v.EPS, weight_decay=v.WEIGHT_DECAY,
          eps_mode=v.EPS_MODE, amsgrad=v.FLAG, maximize=v.FLAG, decoupled=v.FLAG),
-    lambda h: (True, True, bool(h.amsgrad)), reference.adam,
+    (True, True, "amsgrad"), reference.adam,
     options=dict(decoupled="decoupled_weight_decay"))
 
 SGD = Kind(
     "sgd", ADAMCORE_SGD, ("momentum_buffer",), (), SGDHyper,
     dict(lr=v.LR, momentum=v.MOMENTUM, dampening=v.DAMPENING, weight_decay=v.WEIGHT_DECAY,
          nesterov=v.FLAG, maximize=v.FLAG),
-    lambda h: (float(h.momentum) != 0, False, False), reference.sgd, check=_check_sgd)
+    ("momentum",), reference.sgd, check=_check_sgd)
 
 RMSPROP = Kind(
     "rmsprop", ADAMCORE_RMSPROP, ("square_avg", "momentum_buffer", "grad_avg"), ("square_avg",),
     RMSpropHyper,
     dict(lr=v.LR, alpha=v.ALPHA, eps=v.EPS, weight_decay=v.WEIGHT_DECAY, momentum=v.MOMENTUM,
          centered=v.FLAG, maximize=v.FLAG),
-    lambda h: (True, float(h.momentum) != 0, bool(h.centered)), reference.rmsprop)
+    (True, "momentum", "centered"), reference.rmsprop)
 
 ADAGRAD = Kind(
     "adagrad", ADAMCORE_ADAGRAD, ("sum",), ("sum",), AdagradHyper,
     dict(lr=v.LR, lr_decay=v.LR_DECAY, weight_decay=v.WEIGHT_DECAY, eps=v.EPS, maximize=v.FLAG),
-    lambda h: (True, False, False), reference.adagrad,
+    (True,), reference.adagrad,
     init=dict(sum="initial_accumulator_value"),
     extra=dict(initial_accumulator_value=v.INITIAL_ACCUMULATOR))
 
@@ -126,7 +126,7 @@ ADABELIEF = Kind(
     ("exp_avg", "exp_avg_var"), AdaBeliefHyper,
     dict(lr=v.LR, beta1=v.BETA1, beta2=v.BETA2, eps=v.EPS, weight_decay=v.WEIGHT_DECAY,
          amsgrad=v.FLAG, decoupled=v.FLAG, rectify=v.FLAG, maximize=v.FLAG),
-    lambda h: (True, True, bool(h.amsgrad)), reference.adabelief,
+    (True, True, "amsgrad"), reference.adabelief,
     options=dict(decoupled="decoupled_weight_decay"))
 
 #: name -> Kind, every kind adamcore steps; the tests are parametrised from it.

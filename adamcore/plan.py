@@ -49,8 +49,9 @@ class Kind:
     has from its first step; ``hyper_type`` the class of its hyperparameters
     and ``fields`` their range rules (adamcore._validate), in the order they
     are checked; ``options`` the param-group option a field comes from where
-    the names differ (``beta1``/``beta2`` come from ``betas``); ``required``
-    maps a hyper to the slots it uses; ``reference`` steps one bucket in
+    the names differ (``beta1``/``beta2`` come from ``betas``); ``needs``
+    says per slot when a step uses it: True (always), or the field whose
+    value, when true or non-zero, asks for it; ``reference`` steps one bucket in
     NumPy; ``init`` names the option a new slot starts at (else zero);
     ``extra`` rules options outside the hyper; ``check`` a rule across
     fields."""
@@ -61,7 +62,7 @@ class Kind:
     always: tuple
     hyper_type: type
     fields: dict
-    required: object
+    needs: tuple
     reference: object
     options: dict = field(default_factory=dict)
     init: dict = field(default_factory=dict)
@@ -89,6 +90,18 @@ class Kind:
             else:
                 values[f] = group[self.options.get(f, f)]
         return self.hyper_type(**values)
+
+    def required(self, hyper):
+        """Per slot (``SLOTS`` of them), whether ``hyper`` uses it (``needs``)."""
+        out = []
+        for k in range(SLOTS):
+            need = self.needs[k] if k < len(self.needs) else False
+            if isinstance(need, str):
+                value = getattr(hyper, need)
+                need = bool(value) if isinstance(self.fields[need], _validate.Flag) else (
+                    float(value) != 0)
+            out.append(need)
+        return tuple(out)
 
     def slots_used(self, group):
         """The state names a group's options use."""
