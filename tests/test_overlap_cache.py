@@ -110,8 +110,8 @@ def test_kept_spans_still_refuse_an_aliasing_grad(alias):
         opt.step(bad)
     for p, q in zip(params, saved_params):
         np.testing.assert_array_equal(p, q)
-    for i, st in saved_state.items():
-        for k, a in st.items():
+    for i, saved in saved_state.items():
+        for k, a in saved.items():
             np.testing.assert_array_equal(opt.state[i][k], a)
     assert opt.state[0]["step"] == 3
     opt.step(grads)  # and the good grads step again
