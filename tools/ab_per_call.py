@@ -9,29 +9,23 @@ medians: 16-element Adam.step and functional.adam_step; 1000 x 1024 params
 and after one step that skipped a param. Prints microseconds per step.
 """
 
-import statistics
 import time
 
 import numpy as np
 
 import adamcore
 from adamcore import functional
+from adamcore.__main__ import median_ns
 
 
 def median_us(step, repeats=31):
-    """Median over ``repeats`` samples of ~20 ms each, after a warm-up call."""
+    """Median of ``repeats`` samples of ~20 ms each (adamcore.__main__.median_ns)."""
     step()
     start, calls = time.perf_counter(), 0
     while time.perf_counter() - start < 0.02:
         step()
         calls += 1
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            step()
-        samples.append((time.perf_counter() - t0) / calls)
-    return statistics.median(samples) * 1e6
+    return median_ns(step, repeats, calls) / 1e3
 
 
 def arrays(rng, count, size):
