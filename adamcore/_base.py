@@ -14,10 +14,19 @@ not a slower path. Only a step the plan does not cover (a param's first
 grad, options that now use more state) takes the general path: it creates
 the missing state, kept aside until the step succeeds so that a refused
 step changes nothing, builds a new plan and runs it.
+
+Threads: the kernel runs without the GIL, so two threads stepping one
+optimizer would interleave on the same arrays and lose steps. Every method
+that reads or writes the state (step, state, state_dict, load_state_dict,
+save, add_param_group) and the schedules' writes to the groups hold the
+optimizer's ``lock`` (a reentrant lock): N threads x K steps equal N*K
+sequential steps. Separate optimizers share nothing and step in parallel.
 """
 
+import functools
 import math
 import numbers
+import threading
 import types
 from collections.abc import Mapping
 
@@ -25,6 +34,15 @@ import numpy as np
 
 from adamcore import _alloc, _impl, _validate, checkpoint, clip
 from adamcore.plan import Plan
+
+
+def _serialised(method):
+    """``method`` holding the optimizer's lock (see the module docstring)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 def _check_param(param, index):
@@ -48,10 +66,11 @@ class _StateView(Mapping):
         self._opt = opt
 
     def __getitem__(self, i):
-        arrays = self._opt._arrays
-        if not isinstance(i, numbers.Integral) or not 0 <= i < len(arrays) or arrays[i] is None:
-            raise KeyError(i)
-        return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i]})
+        with self._opt.lock:
+            arrays = self._opt._arrays
+            if not isinstance(i, numbers.Integral) or not 0 <= i < len(arrays) or arrays[i] is None:
+                raise KeyError(i)
+            return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i]})
 
     def __iter__(self):
         return (i for i, st in enumerate(self._opt._arrays) if st is not None)
@@ -91,6 +110,7 @@ class Optimizer:
         self.last_grad_norm = None   # global 2-norm of the last step's grads, when clipping
         self.defaults = defaults
         self.n_threads = n_threads
+        self.lock = threading.RLock()  # see the module docstring
         self._impl_name = _impl.resolve(impl)
         self._run = _impl.runner(self._impl_name)
         self.param_groups = []
@@ -109,6 +129,14 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
+    def __getstate__(self):
+        # a lock cannot be pickled or copied; a copy gets a lock of its own
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
     @property
     def impl(self):
         """"c" or "numpy": the implementation chosen at construction."""
@@ -122,6 +150,7 @@ class Optimizer:
 
     # ---- groups ------------------------------------------------------------
 
+    @_serialised
     def add_param_group(self, param_group):
         """Add a group of params with its own options (PyTorch semantics)."""
         if not isinstance(param_group, dict):
@@ -162,34 +191,41 @@ class Optimizer:
         ``min(max_grad_norm / (norm + 1e-6), 1)`` (``torch.nn.utils.
         clip_grad_norm_``) without writing them. Otherwise non-finite grads
         propagate into the params, as in PyTorch."""
-        n = len(self._params)
-        if type(grads) is not list:
-            if isinstance(grads, np.ndarray):
-                if n != 1:
-                    raise TypeError(f"step() got one array but the optimizer has {n} params; "
-                                    "pass a list of grads in param order")
-                grads = [grads]
-            else:
-                grads = list(grads)
-        if len(grads) != n:
-            raise ValueError(f"expected {n} grads (one per param, None to skip), got {len(grads)}")
-        scale = 1.0
-        if self.max_grad_norm is not None or self.skip_nonfinite:
-            present = [i for i, g in enumerate(grads) if g is not None]
-            sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
-                                               n_threads=self.n_threads, impl=self.impl)
-            if self.max_grad_norm is not None:
-                self.last_grad_norm = math.sqrt(sumsq)
-                scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-            if self.skip_nonfinite and nonfinite:
-                self.skipped_steps += 1
-                return False
-        if self._plan.groups is not self.param_groups:  # the list replaced: read it again
-            self._plan = self._new_plan(self._arrays)
-        if not self._run(self._plan, grads, scale, self.n_threads):
-            self._step_general(grads, scale)
-        return True
+        lock = self.lock  # held by hand: a decorator would cost more than the lock
+        lock.acquire()
+        try:
+            n = len(self._params)
+            if type(grads) is not list:
+                if isinstance(grads, np.ndarray):
+                    if n != 1:
+                        raise TypeError(f"step() got one array but the optimizer has {n} params; "
+                                        "pass a list of grads in param order")
+                    grads = [grads]
+                else:
+                    grads = list(grads)
+            if len(grads) != n:
+                raise ValueError(f"expected {n} grads (one per param, None to skip), "
+                                 f"got {len(grads)}")
+            scale = 1.0
+            if self.max_grad_norm is not None or self.skip_nonfinite:
+                present = [i for i, g in enumerate(grads) if g is not None]
+                sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
+                                                   n_threads=self.n_threads, impl=self.impl)
+                if self.max_grad_norm is not None:
+                    self.last_grad_norm = math.sqrt(sumsq)
+                    scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+                if self.skip_nonfinite and nonfinite:
+                    self.skipped_steps += 1
+                    return False
+            if self._plan.groups is not self.param_groups:  # the list replaced: read it again
+                self._plan = self._new_plan(self._arrays)
+            if not self._run(self._plan, grads, scale, self.n_threads):
+                self._step_general(grads, scale)
+            return True
+        finally:
+            lock.release()
 
+    @_serialised
     def apply_gradients(self, grads_and_vars):
         """Keras form: ``opt.apply_gradients(zip(grads, params))``."""
         index = {id(p): i for i, p in enumerate(self._params)}
@@ -290,6 +326,7 @@ class Optimizer:
             arrays[key] = a
         return int(step), arrays
 
+    @_serialised
     def state_dict(self):
         """A snapshot: ``{"state": {i: {...}}, "param_groups": [...]}`` of plain
         dicts, ints, floats and NumPy array copies (PyTorch's layout)."""
@@ -304,6 +341,7 @@ class Optimizer:
             i += n
         return {"state": state, "param_groups": groups}
 
+    @_serialised
     def load_state_dict(self, state_dict):
         """Restore a ``state_dict()``: checked whole against the params first,
         then applied; a restored optimizer continues bitwise identically."""
@@ -350,6 +388,7 @@ class Optimizer:
 
     # ---- checkpoints --------------------------------------------------------
 
+    @_serialised
     def save(self, path):
         """Write hyperparameters, step counts and all state to the ``.npz`` file
         ``path``, atomically (see adamcore.checkpoint)."""

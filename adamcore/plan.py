@@ -69,6 +69,9 @@ class Kind:
     extra: dict = field(default_factory=dict)
     check: object = None
 
+    def __post_init__(self):
+        _BY_NAME[self.name] = self
+
     def group_keys(self):
         """The group options this kind's hyper is read from, in field order."""
         keys = []
@@ -109,6 +112,21 @@ class Kind:
 
     def __repr__(self):
         return f"<adamcore kind {self.name!r}>"
+
+    # A kind is a registry entry, looked up by identity (the binding's tables):
+    # a copied or unpickled optimizer refers to the same entry, not a copy.
+    def __reduce__(self):
+        return (_registered_kind, (self.name,))
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+_BY_NAME = {}  # every Kind made, by name (adamcore.kinds.KINDS makes them)
+
+
+def _registered_kind(name):
+    return _BY_NAME[name]
 
 
 @dataclass(eq=False)

@@ -15,11 +15,14 @@ made). Torch mostly chains ``lr *= ...`` instead, so the two agree to rounding
 
 A schedule writes only ``group["lr"]`` (OneCycleLR also beta1 in
 ``group["betas"]``), so it works with any optimizer class here and leaves
-impl="c" and impl="numpy" bitwise equal. Base lrs are kept in the schedule and
+impl="c" and impl="numpy" bitwise equal. It writes holding the optimizer's
+``lock`` (adamcore._base), so a step on another thread sees all of one
+schedule step's values or none of them. Base lrs are kept in the schedule and
 its ``state_dict()``, not in the groups as torch's "initial_lr": the
 optimizers' ``load_state_dict`` refuses group keys they do not know.
 """
 
+import contextlib
 import copy
 import math
 import numbers
@@ -83,6 +86,12 @@ def _param_groups(optimizer):
     return groups
 
 
+def _lock_of(optimizer):
+    """The optimizer's lock, or none for a duck-typed optimizer without one."""
+    lock = getattr(optimizer, "lock", None)
+    return lock if lock is not None else contextlib.nullcontext()
+
+
 # ---- base ----------------------------------------------------------------------
 
 class LRScheduler:
@@ -101,14 +110,14 @@ class LRScheduler:
         self.optimizer = optimizer
         self.base_lrs = [float(g["lr"]) for g in groups] if base_lrs is None else list(base_lrs)
         self.last_epoch = 0
-        self._apply(0)
+        self._apply_locked(0)
 
     def _lrs(self, t):
         raise NotImplementedError
 
     def step(self):
         """Advance one step and set every group's lr to the schedule's next value."""
-        self._apply(self.last_epoch + 1)  # first: a refused step changes nothing
+        self._apply_locked(self.last_epoch + 1)  # first: a refused step changes nothing
         self.last_epoch += 1
 
     def get_last_lr(self):
@@ -131,7 +140,11 @@ class LRScheduler:
             raise ValueError(f"state_dict is for {len(state_dict['base_lrs'])} param groups, "
                              f"this optimizer has {len(self.base_lrs)}")
         self.__dict__.update(copy.deepcopy(state_dict))
-        self._apply(self.last_epoch)
+        self._apply_locked(self.last_epoch)
+
+    def _apply_locked(self, t):
+        with _lock_of(self.optimizer):
+            self._apply(t)
 
     def _apply(self, t):
         self._write(self._lrs(t))
@@ -396,6 +409,11 @@ class ReduceLROnPlateau(LRScheduler):
         """Record one value of the monitored metric; cut the lrs if it has not
         improved for more than ``patience`` steps."""
         current = float(metric)
+        with _lock_of(self.optimizer):  # the lrs read, cut and written in one go
+            self._cut(current)
+        self.last_epoch += 1
+
+    def _cut(self, current):
         lrs = [float(g["lr"]) for g in self._groups()]
         if self._is_better(current):
             self.best = current
@@ -411,7 +429,6 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._write(lrs)
-        self.last_epoch += 1
 
     def _is_better(self, current):
         rel = self.threshold_mode == "rel"
