@@ -153,12 +153,15 @@ def check_hyper(kind, hyper, names=None):
 def check_group(kind, group):
     """A param group's options: every option a field of the kind's
     hyperparameters comes from, then the options outside them (Adagrad's
-    initial_accumulator_value), named as the group names them."""
+    initial_accumulator_value), named as the group names them. Returns
+    the group's hyper."""
     if "betas" in group:
         check_beta_pair(group["betas"])
-    check_hyper(kind, kind.hyper_from(group), kind.options)
+    hyper = kind.hyper_from(group)
+    check_hyper(kind, hyper, kind.options)
     for option, rule in kind.extra.items():
         rule.check(option, group[option])
+    return hyper
 
 
 # ---- arrays -----------------------------------------------------------------

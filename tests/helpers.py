@@ -174,6 +174,16 @@ def _optimizer_classes():
 #: kind name -> optimizer class, for every kind of adamcore.kinds.KINDS.
 OPTIMIZERS = _optimizer_classes()
 
+#: kind name -> options (torch's names) under which a step uses every state slot.
+EVERY_SLOT_OPTIONS = {
+    "adam": dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
+    "sgd": dict(lr=1e-2, momentum=0.9, weight_decay=0.1),
+    "rmsprop": dict(lr=1e-3, momentum=0.9, centered=True),
+    "adagrad": dict(lr=1e-2, initial_accumulator_value=0.1),
+    "adabelief": dict(lr=1e-2, amsgrad=True),
+}
+assert set(EVERY_SLOT_OPTIONS) == set(OPTIMIZERS), "a new kind needs EVERY_SLOT_OPTIONS here"
+
 
 def make_hyper(kind, **options):
     """``kind``'s hyper (adamcore.kinds) with ``options``, and neutral values

@@ -15,6 +15,7 @@ import pytest
 
 import adamcore
 from helpers import (
+    EVERY_SLOT_OPTIONS,
     OPTIMIZERS,
     PARALLEL_MIN,
     assert_optimizer_snapshot_equal,
@@ -25,16 +26,6 @@ from helpers import (
 )
 
 pytestmark = requires_kernel
-
-# Options that use every state slot of each kind.
-OPTIONS = {
-    "adam": dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
-    "sgd": dict(lr=1e-2, momentum=0.9, weight_decay=0.1),
-    "rmsprop": dict(lr=1e-3, momentum=0.9, centered=True),
-    "adagrad": dict(lr=1e-2, initial_accumulator_value=0.1),
-    "adabelief": dict(lr=1e-2, amsgrad=True),
-}
-assert set(OPTIONS) == set(OPTIMIZERS), "a new kind needs its OPTIONS entry here"
 
 # Large enough that each step spends its time in the kernel without the GIL
 # (two kernel threads: the parallel path), small enough for many steps.
@@ -74,10 +65,10 @@ def _run_threads(n, target):
 def test_threads_stepping_one_optimizer_equal_sequential_steps(name, n_workers, n_steps):
     cls = OPTIMIZERS[name]
     p0, grads = _problem()
-    sequential = cls([p.copy() for p in p0], **OPTIONS[name], n_threads=2)
+    sequential = cls([p.copy() for p in p0], **EVERY_SLOT_OPTIONS[name], n_threads=2)
     for _ in range(n_workers * n_steps):
         sequential.step(grads)
-    shared = cls([p.copy() for p in p0], **OPTIONS[name], n_threads=2)
+    shared = cls([p.copy() for p in p0], **EVERY_SLOT_OPTIONS[name], n_threads=2)
 
     def work(_):
         for _ in range(n_steps):

@@ -17,7 +17,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?"
-NEEDS_SKLEARN = ("04_softmax_digits.py", "05_mlp_digits.py")
+NEEDS_SKLEARN = ("04_softmax_digits.py", "05_mlp_digits.py", "07_torch_mlp_digits.py")
+NEEDS_TORCH = ("07_torch_mlp_digits.py",)
 MLP_OPTIMIZERS = ("Adam", "AdamW", "AMSGrad", "RMSprop", "Adagrad", "SGD+momentum",
                   "AdaBelief", "Adam (textbook NumPy)")
 
@@ -87,16 +88,34 @@ def test_mlp_digits():
                      rf"textbook NumPy Adam {NUMBER} ms: adamcore {NUMBER}x faster", out)
 
 
+def test_torch_mlp_digits():
+    pytest.importorskip("sklearn", reason="example 7 uses scikit-learn's bundled digits")
+    pytest.importorskip("torch", reason="example 7 trains a torch.nn model")
+    out = run_example("07_torch_mlp_digits.py", "--fast", "--no-plot")
+    epochs = [[float(x) for x in re.findall(NUMBER, re.search(
+        rf"^ *{e}((?: +{NUMBER}){{4}}) *$", out, re.MULTILINE).group(1))] for e in range(1, 6)]
+    for ours_loss, ours_acc, torch_loss, torch_acc in epochs:
+        assert ours_loss == pytest.approx(torch_loss, rel=1e-4)  # same run, float32 rounding
+        assert abs(ours_acc - torch_acc) <= 0.01
+    assert epochs[-1][0] < epochs[0][0] and epochs[-1][1] > 0.5
+    assert float(re.search(rf"relative difference: ({NUMBER})", out).group(1)) < 1e-4
+    for label in ("adamcore.torch.AdamW", "torch.optim.AdamW(fused=True)"):
+        assert re.search(rf"{re.escape(label)}\s+{NUMBER} us", out)
+
+
 @pytest.mark.parametrize("script, png", [
     ("01_cubic.py", "cubic.png"),
     ("02_linear_regression.py", "linear_regression.png"),
     ("03_valley.py", "valley.png"),
     ("04_softmax_digits.py", "softmax_digits.png"),
     ("05_mlp_digits.py", "mlp_digits.png"),
+    ("07_torch_mlp_digits.py", "torch_mlp_digits.png"),
 ])
 def test_plot_is_written_next_to_the_script(tmp_path, script, png):
     if script in NEEDS_SKLEARN:
-        pytest.importorskip("sklearn", reason="examples 4 and 5 use scikit-learn's digits")
+        pytest.importorskip("sklearn", reason="examples 4, 5 and 7 use scikit-learn's digits")
+    if script in NEEDS_TORCH:
+        pytest.importorskip("torch", reason="example 7 trains a torch.nn model")
     copy = tmp_path / "examples"
     shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
     out = run_example(script, "--fast", directory=copy)

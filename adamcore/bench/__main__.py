@@ -19,8 +19,8 @@ import numpy as np
 
 import adamcore
 from adamcore.bench import memory, report, roofline, targets
-from adamcore.bench.cases import (IMPLS, MANY_TENSORS_ONLY, SINGLE_THREADED, Case, available,
-                                  torch)
+from adamcore.bench.cases import (IMPLS, INSTALL, MANY_TENSORS_ONLY, SINGLE_THREADED,
+                                  TORCH_THREADED, Case, available, torch)
 from adamcore.bench.timing import interleaved
 
 QUICK_SIZES = [2 ** k for k in (4, 10, 14, 18, 20, 22)]
@@ -43,7 +43,7 @@ def plan(dtypes, sizes, all_threads):
     count, size = MANY
     for t in threads:
         cases.append(("c-adam", "float32", count * size, t, 1))
-        for impl in ("c-adam", "c-flat", "torch-fused", "torch-foreach"):
+        for impl in ("c-adam", "c-flat", "torch-fused", "torch-foreach", "torch-adamcore"):
             if available(impl):
                 cases.append((impl, "float32", count * size, t, count))
     count, size = SKIPS
@@ -110,7 +110,7 @@ def main(argv=None):
             def step():  # torch's thread count is process-wide: set per sample
                 case.enter()
                 case.step()
-            return step if case.impl.startswith("torch") else case.step
+            return step if case.impl in TORCH_THREADED else case.step
 
         times = interleaved([timed(c) for c in built], repeats=args.repeats)
         for (impl, t), ns in zip(group, times):
@@ -138,6 +138,10 @@ def main(argv=None):
             print("\n".join(report.summary_table(rows, dtype, t, sizes)))
     print("\nTargets:")
     print("\n".join(report.targets_table(met)))
+    skipped = [f"{impl} ({INSTALL.get(impl, 'the compiled kernel')})"
+               for impl in IMPLS if not available(impl)]
+    if skipped:
+        print("\nnot measured, not installed: " + ", ".join(skipped))
     written = ["results.json", "results.md"] + (["results.png"] if plotted else [])
     print(f"\nwrote {', '.join(str(args.out / w) for w in written)}"
           + ("" if plotted else " (pip install matplotlib for the plot)"))

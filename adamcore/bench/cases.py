@@ -5,6 +5,8 @@ optimizer step and nothing else. Torch runs on ``torch.from_numpy`` views of
 the same kind of NumPy arrays (installed with ``pip install torch==2.13.0``).
 """
 
+import importlib.util
+
 import numpy as np
 
 import adamcore
@@ -28,6 +30,9 @@ IMPLS = {
     "torch-single": "torch.optim.Adam(foreach=False)",
     "torch-foreach": "torch.optim.Adam(foreach=True)",
     "torch-fused": "torch.optim.Adam(fused=True)",
+    "torch-adamcore": "adamcore.torch.Adam: a torch.optim.Optimizer over adamcore's C kernel",
+    "deepspeed-cpu": "deepspeed.ops.adam.DeepSpeedCPUAdam(adamw_mode=False) "
+                     "(optional: pip install deepspeed; its op builds on first use)",
     "probe": "not an optimizer: Adam's memory traffic with one add per element "
              "(csrc/stream_probe.c), the fastest any step can be at this size",
 }
@@ -36,10 +41,22 @@ SINGLE_THREADED = ("textbook", "numpy")
 MANY_TENSORS_ONLY = ("c-flat", "c-adam-frozen", "c-adam-skipped-once")
 
 
+#: Steps on torch tensors, under torch's process-wide thread count.
+TORCH_THREADED = ("torch-single", "torch-foreach", "torch-fused", "torch-adamcore",
+                  "deepspeed-cpu")
+#: impl -> how to install what it needs.
+INSTALL = {impl: "pip install torch" for impl in TORCH_THREADED}
+INSTALL["deepspeed-cpu"] = "pip install torch deepspeed"
+
+
 def available(impl):
     if impl == "probe":
         return _impl.kernel() is not None
-    return not impl.startswith("torch") or torch is not None
+    if impl == "deepspeed-cpu":  # found, not imported: deepspeed takes seconds to import
+        return torch is not None and importlib.util.find_spec("deepspeed") is not None
+    if impl == "torch-adamcore":
+        return torch is not None and _impl.kernel() is not None
+    return impl not in TORCH_THREADED or torch is not None
 
 
 def bytes_per_element(dtype):
@@ -52,7 +69,7 @@ class Case:
 
     def __init__(self, impl, dtype, n, threads, n_tensors=1, seed=0):
         if not available(impl):
-            raise RuntimeError(f"{impl} needs torch, which is not installed")
+            raise RuntimeError(f"{impl} is not available here ({INSTALL.get(impl)})")
         self.impl, self.dtype, self.n, self.threads = impl, np.dtype(dtype), n, threads
         rng = np.random.default_rng(seed)
         size = n // n_tensors
@@ -65,7 +82,7 @@ class Case:
 
     def enter(self):
         """Set process-wide thread settings (torch's) before timing this case."""
-        if self.impl.startswith("torch"):
+        if self.impl in TORCH_THREADED:
             torch.set_num_threads(self.threads)
 
     def _prepare_textbook(self, params, grads):
@@ -144,11 +161,11 @@ class Case:
                 kernel.stream_probe(p, g, m, v, threads)
         return step
 
-    def _torch_step(self, params, grads, **mode):
+    def _torch_step(self, params, grads, cls=None, **mode):
         tparams = [torch.from_numpy(p) for p in params]
         for tp, g in zip(tparams, grads):
             tp.grad = torch.from_numpy(g)
-        opt = torch.optim.Adam(tparams, lr=1e-3, **mode)
+        opt = (cls or torch.optim.Adam)(tparams, lr=1e-3, **mode)
         return opt.step
 
     def _prepare_torch_single(self, params, grads):
@@ -159,3 +176,12 @@ class Case:
 
     def _prepare_torch_fused(self, params, grads):
         return self._torch_step(params, grads, fused=True)
+
+    def _prepare_torch_adamcore(self, params, grads):
+        import adamcore.torch  # noqa: PLC0415 - imports torch
+        return self._torch_step(params, grads, adamcore.torch.Adam, n_threads=self.threads)
+
+    def _prepare_deepspeed_cpu(self, params, grads):
+        from deepspeed.ops.adam import DeepSpeedCPUAdam  # noqa: PLC0415 - slow import
+        torch.set_num_threads(self.threads)
+        return self._torch_step(params, grads, DeepSpeedCPUAdam, adamw_mode=False)
