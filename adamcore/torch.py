@@ -97,40 +97,51 @@ def _check_state(t, key, p, i):
 
 def _grad_view(g, pv, i):
     """The NumPy view of params[i]'s grad (read only: a copy where needed);
-    ``pv`` the param's view. The checks run on every step: no torch.device
-    objects (their making costs as much as the rest)."""
+    ``pv`` the param's view. Every step: one ``numpy()`` and three checks on
+    its result; anything else takes the slow path, which words the error."""
+    try:
+        gv = g.numpy()  # refuses sparse, non-CPU and requires_grad tensors
+    except (TypeError, RuntimeError):
+        return _grad_view_slow(g, pv, i)
+    if gv.dtype != pv.dtype or gv.shape != pv.shape or not gv.flags.c_contiguous:
+        return _grad_view_slow(g, pv, i)
+    return gv
+
+
+def _grad_view_slow(g, pv, i):
     if g.layout is not torch.strided:
         raise TypeError(f"params[{i}].grad is a {g.layout} tensor; adamcore.torch takes dense "
                         "grads (for nn.Embedding(sparse=True) use torch.optim.SparseAdam)")
     if not g.is_cpu or g.dtype is not _TORCH_DTYPE[pv.dtype.char]:
         raise ValueError(f"params[{i}].grad must be a {_TORCH_DTYPE[pv.dtype.char]} CPU tensor "
                          f"like the param, got {g.dtype} on {g.device}")
-    if not g.is_contiguous():
-        g = g.contiguous()
-    gv = (g.detach() if g.requires_grad else g).numpy()
-    if gv.shape != pv.shape:
-        raise ValueError(f"params[{i}].grad has shape {gv.shape}, the param {pv.shape}")
-    return gv
+    if tuple(g.shape) != pv.shape:
+        raise ValueError(f"params[{i}].grad has shape {tuple(g.shape)}, the param {pv.shape}")
+    # a copy only where needed (not contiguous, a lazy negation): a grad is only read
+    return g.detach().resolve_neg().contiguous().numpy()
 
 
 @dataclass(eq=False)
 class _Views:
-    """One param's NumPy views: ``param``, and ``arrays`` (state key -> view,
-    ``step`` a 0-d view) of the state tensors ``tensors``. Valid while the
-    param's storage is at ``ptr``, its state holds these same tensors and its
-    group needs the slots ``need``; ``new`` are tensors this step creates,
-    entered into the state only when the step succeeds; ``first``: a state
-    array among them (SGD starts its buffer at the grad); ``slots`` the
-    (slot number, view) pairs a bucket takes."""
+    """One param's NumPy views: ``param``, ``step`` (0-d, or None where torch
+    keeps no step) and ``slots``, the (slot number, view) pairs a bucket
+    takes. Valid while the param's storage is at ``ptr``, its group needs
+    the slots ``need`` and its state holds, under ``keys``, the tensors
+    ``tensors`` (``ids`` their ids: kept alive here, so never reused).
+    ``new``: tensors this step creates, entered into the state only when
+    the step succeeds; ``first``: a state array among them (SGD starts its
+    buffer at the grad)."""
 
     ptr: int
     need: tuple
     param: np.ndarray
-    tensors: dict
-    arrays: dict
+    step: object
+    slots: tuple
+    keys: tuple
+    tensors: tuple
+    ids: tuple
     new: dict
     first: bool
-    slots: tuple
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -169,6 +180,10 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:  # groups saved before an option existed
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+        for entry in self.state.values():  # old torch checkpoints keep "step" as a number
+            step = entry.get("step") if isinstance(entry, dict) else None
+            if step is not None and not isinstance(step, torch.Tensor):
+                entry["step"] = torch.tensor(float(step), dtype=_step_dtype())
         self._views, self._hypers = {}, {}
         if "lock" not in self.__dict__:  # unpickled; load_state_dict keeps the held lock
             self.lock = threading.RLock()
@@ -277,7 +292,7 @@ class Optimizer(torch.optim.Optimizer):
                 if grad is not None:
                     views = self._views_of(p, i, need, group)
                     gv = _grad_view(grad, views.param, i)
-                    step = int(views.arrays["step"]) + 1 if self.STEP_KEY else 1
+                    step = 1 if views.step is None else int(views.step) + 1
                     key = (gi, views.param.dtype, step, views.first)
                     call = calls.get(key)
                     if call is None:
@@ -297,36 +312,35 @@ class Optimizer(torch.optim.Optimizer):
         for p, views, step in stepped:  # the step succeeded: commit
             if views.new:
                 self.state[p].update(views.new)
-                views.tensors.update(views.new)
                 views.new, views.first = {}, False
-            if self.STEP_KEY:
-                views.arrays["step"][...] = step
+            if views.step is not None:
+                views.step[...] = step
         increment_version([p for p, _, _ in stepped])
 
     def _views_of(self, p, i, need, group):
         """params[i]'s views, from the cache while they are still valid."""
         views = self._views.get(p)
         state = self.state.get(p)
-        if (views is not None and not views.new and views.need == need
-                and p.data_ptr() == views.ptr and state is not None
-                and all(state.get(k) is t for k, t in views.tensors.items())):
+        if (views is not None and views.need == need and p.data_ptr() == views.ptr
+                and state is not None and not views.new
+                and tuple(map(id, map(state.get, views.keys))) == views.ids):
             return views
         pv = _check_param(p, i)
         state = state or {}
-        tensors, arrays, new = {}, {}, {}
         keys = [s for s, n in zip(self.KIND.slots, need) if n]
         if self.STEP_KEY:
             keys.append("step")
+        tensors, arrays, new = [], {}, {}
         for key in keys:
             t = state.get(key)
             if t is None:
                 t = new[key] = self._new_state(p, key, group)
-            else:
-                tensors[key] = t
+            tensors.append(t)
             arrays[key] = _check_state(t, key, p, i)
         slots = tuple((k, arrays[s]) for k, (s, n) in enumerate(zip(self.KIND.slots, need)) if n)
-        views = _Views(p.data_ptr(), need, pv, tensors, arrays, new,
-                       any(key != "step" for key in new), slots)
+        views = _Views(p.data_ptr(), need, pv, arrays.get("step"), slots, tuple(keys),
+                       tuple(tensors), tuple(map(id, tensors)), new,
+                       any(key != "step" for key in new))
         self._views[p] = views
         return views
 

@@ -364,6 +364,19 @@ def test_a_bad_loaded_state_is_refused_and_the_old_state_kept():
     assert int(opt.state[p]["step"]) == 2
 
 
+def test_a_step_saved_as_a_number_loads_as_torch_does():
+    p = torch.nn.Parameter(torch.randn(4))
+    opt = at.Adam([p])
+    p.grad = torch.ones_like(p)
+    opt.step()
+    sd = copy.deepcopy(opt.state_dict())
+    sd["state"][0]["step"] = 1  # the format of torch releases before 1.12
+    opt.load_state_dict(sd)
+    assert opt.state[p]["step"].dtype == torch.float32
+    opt.step()
+    assert int(opt.state[p]["step"]) == 2
+
+
 def test_a_non_contiguous_grad_is_read_through_a_copy():
     a, b = torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(4, 3))
     b.data.copy_(a.data)
