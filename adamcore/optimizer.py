@@ -33,6 +33,8 @@ class Adam(_base.Optimizer):
     inside the step and ``skip_nonfinite`` skips steps with NaN or inf grads
     (see ``step``); ``save`` / ``load`` write and read checkpoints. ``n_threads`` (None: OpenMP's limit) and
     ``impl`` ("auto", "c", "numpy") choose how the step runs, never its result.
+    Steps and state access from several threads are serialised by ``lock``
+    (reentrant; hold it to change several options at once).
     """
 
     KIND = kinds.ADAM
