@@ -72,7 +72,7 @@ def test_check_wheel(tmp_path):
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
 
 
-CPYTHONS = [f"cp3{minor}" for minor in range(9, 14)]
+CPYTHONS = [f"cp3{minor}" for minor in range(10, 15)]
 PLATFORM_TAGS = {"linux": ["manylinux_x86_64", "manylinux_aarch64"],
                  "macos": ["macosx_x86_64", "macosx_arm64"]}
 
