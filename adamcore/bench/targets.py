@@ -90,13 +90,14 @@ def evaluate(rows, roofline, all_threads, memory=None):
                     shape = f"{r['n_tensors']} x {r['n'] // r['n_tensors']}"
         add(f"{shape} tensors, {what}: time vs every grad present", ratios, 1.2,
             higher_is_better=False)
-    # The torch adapter (adamcore.torch.Adam) on the same torch tensors as its peers.
+    # The torch adapter (adamcore.torch.Adam) on the same torch tensors as its
+    # peers: never slower than the strongest of them (issue 15).
     add("<= 2^20 through adamcore.torch.Adam: speedup over torch fused (float32)",
-        _ratios(rows, "float32", (0, CACHE[1]), both, "torch-fused", "torch-adamcore"), 1.5)
+        _ratios(rows, "float32", (0, CACHE[1]), both, "torch-fused", "torch-adamcore"), 1.0)
     add("<= 2^20 through adamcore.torch.Adam: speedup over DeepSpeed CPU Adam (float32)",
         _ratios(rows, "float32", (0, CACHE[1]), both, "deepspeed-cpu", "torch-adamcore"), 1.0)
     add("1000 x 1024 tensors through adamcore.torch.Adam: speedup over torch fused",
-        _ratios(rows, "float32", (0, 2 ** 62), both, "torch-fused", "torch-adamcore", 1000), 1.5)
+        _ratios(rows, "float32", (0, 2 ** 62), both, "torch-fused", "torch-adamcore", 1000), 1.0)
     add("float64 >= 2^22: speedup over torch fused",
         _ratios(rows, "float64", LARGE, both, "torch-fused", "c-adam"), 1.05)
     add("float64 2^14..2^18: speedup over torch fused",
