@@ -123,7 +123,7 @@ def _grad_view_slow(g, pv, i):
 
 @dataclass(eq=False)
 class _Views:
-    """One param's NumPy views: ``param``, ``step`` (0-d, or None where torch
+    """One param's (``tensor``) NumPy views: ``param``, ``step`` (0-d, or None where torch
     keeps no step) and ``slots``, the (slot number, view) pairs a bucket
     takes. Valid while the param's storage is at ``ptr``, its group needs
     the slots ``need`` and its state holds, under ``keys``, the tensors
@@ -132,6 +132,7 @@ class _Views:
     the step succeeds; ``first``: a state array among them (SGD starts its
     buffer at the grad)."""
 
+    tensor: object
     ptr: int
     need: tuple
     param: np.ndarray
@@ -161,7 +162,7 @@ class Optimizer(torch.optim.Optimizer):
         self._impl_name = _impl.resolve(impl)
         self._step_buckets = _impl.bucket_stepper(self._impl_name)
         self.lock = threading.RLock()
-        self._views = {}   # param -> _Views
+        self._views = {}   # id(param) -> _Views (an int key: a tensor's hash is Python code)
         self._hypers = {}  # id(group) -> (its option values, group, hyper, slots needed)
         self._option_keys = (*self.KIND.group_keys(), *self.KIND.extra, *_REFUSED)
         super().__init__(params, defaults)
@@ -284,7 +285,7 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _step(self):
-        kind, calls, stepped, i = self.KIND, {}, [], 0
+        kind, calls, stepped, i, last = self.KIND, {}, [], 0, None
         for gi, group in enumerate(self.param_groups):
             hyper, need = self._hyper_and_slots(group)
             for p in group["params"]:
@@ -294,11 +295,12 @@ class Optimizer(torch.optim.Optimizer):
                     gv = _grad_view(grad, views.param, i)
                     step = 1 if views.step is None else int(views.step) + 1
                     key = (gi, views.param.dtype, step, views.first)
-                    call = calls.get(key)
-                    if call is None:
-                        call = calls[key] = Bucket(
-                            kind, hyper, step, [], [], tuple([] if n else None for n in need),
-                            [], first=views.first)
+                    if key != last:  # the bucket of the param before, most often
+                        call, last = calls.get(key), key
+                        if call is None:
+                            call = calls[key] = Bucket(
+                                kind, hyper, step, [], [], tuple([] if n else None for n in need),
+                                [], first=views.first)
                     call.params.append(views.param)
                     call.grads.append(gv)
                     call.indices.append(i)
@@ -319,10 +321,10 @@ class Optimizer(torch.optim.Optimizer):
 
     def _views_of(self, p, i, need, group):
         """params[i]'s views, from the cache while they are still valid."""
-        views = self._views.get(p)
+        views = self._views.get(id(p))
         state = self.state.get(p)
-        if (views is not None and views.need == need and p.data_ptr() == views.ptr
-                and state is not None and not views.new
+        if (views is not None and views.tensor is p and views.need == need
+                and p.data_ptr() == views.ptr and state is not None and not views.new
                 and tuple(map(id, map(state.get, views.keys))) == views.ids):
             return views
         pv = _check_param(p, i)
@@ -338,10 +340,10 @@ class Optimizer(torch.optim.Optimizer):
             tensors.append(t)
             arrays[key] = _check_state(t, key, p, i)
         slots = tuple((k, arrays[s]) for k, (s, n) in enumerate(zip(self.KIND.slots, need)) if n)
-        views = _Views(p.data_ptr(), need, pv, arrays.get("step"), slots, tuple(keys),
+        views = _Views(p, p.data_ptr(), need, pv, arrays.get("step"), slots, tuple(keys),
                        tuple(tensors), tuple(map(id, tensors)), new,
                        any(key != "step" for key in new))
-        self._views[p] = views
+        self._views[id(p)] = views
         return views
 
     def _new_state(self, p, key, group):
