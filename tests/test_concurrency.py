@@ -61,7 +61,7 @@ def _run_threads(n, target):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("n_workers, n_steps", [(2, 100), (8, 30)])
+@pytest.mark.parametrize("n_workers, n_steps", [(2, 100), (8, 30), (16, 50)])
 def test_threads_stepping_one_optimizer_equal_sequential_steps(name, n_workers, n_steps):
     cls = OPTIMIZERS[name]
     p0, grads = _problem()
