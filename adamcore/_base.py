@@ -73,10 +73,12 @@ class _StateView(Mapping):
             return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i]})
 
     def __iter__(self):
-        return (i for i, st in enumerate(self._opt._arrays) if st is not None)
+        with self._opt.lock:
+            return iter([i for i, st in enumerate(self._opt._arrays) if st is not None])
 
     def __len__(self):
-        return sum(st is not None for st in self._opt._arrays)
+        with self._opt.lock:
+            return sum(st is not None for st in self._opt._arrays)
 
     def __repr__(self):
         return repr({i: dict(self[i]) for i in self})

@@ -117,8 +117,9 @@ class LRScheduler:
 
     def step(self):
         """Advance one step and set every group's lr to the schedule's next value."""
-        self._apply_locked(self.last_epoch + 1)  # first: a refused step changes nothing
-        self.last_epoch += 1
+        with _lock_of(self.optimizer):  # two threads' steps: two epochs, never one twice
+            self._apply(self.last_epoch + 1)  # first: a refused step changes nothing
+            self.last_epoch += 1
 
     def get_last_lr(self):
         """The lr this schedule last set in each param group (a new list)."""
@@ -411,7 +412,7 @@ class ReduceLROnPlateau(LRScheduler):
         current = float(metric)
         with _lock_of(self.optimizer):  # the lrs read, cut and written in one go
             self._cut(current)
-        self.last_epoch += 1
+            self.last_epoch += 1
 
     def _cut(self, current):
         lrs = [float(g["lr"]) for g in self._groups()]

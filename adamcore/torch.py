@@ -30,7 +30,9 @@ graphs, autograd through the step) are refused when true. ``n_threads`` and
 Importing this module imports torch; ``import adamcore`` does not.
 """
 
+import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +48,8 @@ __all__ = ["AdaBelief", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 _TORCH_DTYPE = {"f": torch.float32, "d": torch.float64}  # a NumPy view's dtype.char
 _REFUSED = ("capturable", "differentiable")
+_NO_STATE = {}  # a param's state before its first step (never written)
+_data_ptr = torch.Tensor.data_ptr
 
 
 def _step_dtype():
@@ -79,12 +83,14 @@ def _check_state(t, key, p, i):
     name = f"state of params[{i}][{key!r}]"
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.requires_grad or t.is_neg():
+        raise ValueError(f"{name} must not require grad or carry a lazy negation")
     if key == "step":
         if t.shape != () or t.device.type != "cpu" or t.is_complex():
             raise ValueError(f"{name} must be a 0-d real CPU tensor, got shape "
                              f"{tuple(t.shape)} on {t.device}")
         value = t.item()
-        if not (value >= 0 and value == int(value)):
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
             raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
         return t.numpy()
     if (t.layout != torch.strided or t.device != p.device or t.dtype != p.dtype
@@ -126,21 +132,23 @@ class _Views:
     """One param's (``tensor``) NumPy views: ``param``, ``step`` (0-d, or None where torch
     keeps no step) and ``slots``, the (slot number, view) pairs a bucket
     takes. Valid while the param's storage is at ``ptr``, its group needs
-    the slots ``need`` and its state holds, under ``keys``, the tensors
-    ``tensors`` (``ids`` their ids: kept alive here, so never reused).
+    the slots ``need`` and its state holds, under ``keys``, tensors over the
+    memory at ``ptrs``: that of ``tensors``, kept alive here (so no other
+    tensor's memory can start there); ``shape`` the param's.
     ``new``: tensors this step creates, entered into the state only when
     the step succeeds; ``first``: a state array among them (SGD starts its
     buffer at the grad)."""
 
     tensor: object
     ptr: int
+    shape: tuple
     need: tuple
     param: np.ndarray
     step: object
     slots: tuple
     keys: tuple
     tensors: tuple
-    ids: tuple
+    ptrs: tuple
     new: dict
     first: bool
 
@@ -202,7 +210,7 @@ class Optimizer(torch.optim.Optimizer):
     def _hyper_and_slots(self, group):
         """(hyper, slots it needs) of a group, checked again only when one of
         the options it reads has another value (a schedule sets lr)."""
-        values = tuple(tuple(v) if type(v) is list else v
+        values = tuple(tuple(v) if isinstance(v, (list, np.ndarray)) else v
                        for v in map(group.get, self._option_keys))
         cached = self._hypers.get(id(group))
         if cached is None or cached[0] != values or cached[1] is not group:
@@ -219,8 +227,10 @@ class Optimizer(torch.optim.Optimizer):
             try:
                 self._hyper(group)
                 start = sum(len(g["params"]) for g in self.param_groups[:-1])
-                for k, p in enumerate(group["params"]):
-                    _check_param(p, start + k)
+                views = [_check_param(p, start + k) for k, p in enumerate(group["params"])]
+                earlier = [p.detach().numpy() for g in self.param_groups[:-1] for p in g["params"]]
+                _validate.check_no_overlap([(f"params[{k}]", a)
+                                            for k, a in enumerate(earlier + views)])
             except BaseException:
                 self.param_groups.pop()
                 raise
@@ -234,13 +244,21 @@ class Optimizer(torch.optim.Optimizer):
         the params, and a refused one leaves the optimizer as it was."""
         with self.lock:
             before = (self.state, self.param_groups)
-            super().load_state_dict(state_dict)
+            # torch runs the post-hooks inside its load: held back until the
+            # loaded state has passed the checks, so that no hook sees a refused one
+            hooks = self._optimizer_load_state_dict_post_hooks
+            self._optimizer_load_state_dict_post_hooks = OrderedDict()
             try:
+                super().load_state_dict(state_dict)
                 self._views = {}
                 self._check_loaded()
             except BaseException:
                 self.state, self.param_groups = before
                 raise
+            finally:
+                self._optimizer_load_state_dict_post_hooks = hooks
+            for hook in hooks.values():
+                hook(self)
 
     def _check_loaded(self):
         i = 0
@@ -248,6 +266,9 @@ class Optimizer(torch.optim.Optimizer):
             self._hyper(group)
             for p in group["params"]:
                 state = self.state.get(p)
+                if state is not None and not isinstance(state, dict):
+                    raise TypeError(f"state of params[{i}] must be a dict, "
+                                    f"got {type(state).__name__}")
                 if state:
                     unknown = set(state) - set(self.KIND.slots) - {"step"}
                     if unknown:
@@ -260,9 +281,10 @@ class Optimizer(torch.optim.Optimizer):
 
     # ---- stepping ----------------------------------------------------------
 
-    def step(self, closure=None):
-        """One step for every param whose ``.grad`` is not None (torch's
-        semantics); ``closure`` re-evaluates the model and returns the loss."""
+    def step(self, *args, **kwargs):
+        """``step(closure=None)``: one step for every param whose ``.grad`` is
+        not None (torch's semantics); ``closure`` re-evaluates the model and
+        returns the loss."""
         # torch wraps step() in its hooks and a profiler label, which cost more
         # than a small adamcore step: that wrapper runs only when a hook is
         # registered or a profiler is on (see step.hooked below).
@@ -270,12 +292,12 @@ class Optimizer(torch.optim.Optimizer):
                 or _torch_optimizer._global_optimizer_pre_hooks
                 or _torch_optimizer._global_optimizer_post_hooks
                 or torch.autograd._profiler_enabled()):
-            return _profiled_step(self, closure)
-        return self._plain_step(closure)
+            return _profiled_step(self, *args, **kwargs)  # hooks see the arguments as given
+        return self._plain_step(*args, **kwargs)
 
     step.hooked = True  # torch's _patch_step_function leaves this step unwrapped
 
-    def _plain_step(self, closure):
+    def _plain_step(self, closure=None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -318,17 +340,26 @@ class Optimizer(torch.optim.Optimizer):
             if views.step is not None:
                 views.step[...] = step
         increment_version([p for p, _, _ in stepped])
+        if len(self._views) > i:  # params left the groups: let their tensors go
+            live = {id(p) for group in self.param_groups for p in group["params"]}
+            self._views = {k: v for k, v in self._views.items() if k in live}
 
     def _views_of(self, p, i, need, group):
         """params[i]'s views, from the cache while they are still valid."""
         views = self._views.get(id(p))
-        state = self.state.get(p)
-        if (views is not None and views.tensor is p and views.need == need
-                and p.data_ptr() == views.ptr and state is not None and not views.new
-                and tuple(map(id, map(state.get, views.keys))) == views.ids):
-            return views
+        state = self.state.get(p, _NO_STATE)
+        # Valid while the param and its state tensors are over the same memory
+        # (share_memory_(), .data = ... move it; the views keep the old memory
+        # alive, so an equal address is that memory), the param still
+        # contiguous and of the same shape (.data = .t() keeps its address).
+        if (views is not None and views.tensor is p and views.need == need and not views.new
+                and p.data_ptr() == views.ptr and p.shape == views.shape and p.is_contiguous()):
+            try:
+                if tuple(map(_data_ptr, map(state.get, views.keys))) == views.ptrs:
+                    return views
+            except TypeError:  # a state entry deleted or not a tensor
+                pass
         pv = _check_param(p, i)
-        state = state or {}
         keys = [s for s, n in zip(self.KIND.slots, need) if n]
         if self.STEP_KEY:
             keys.append("step")
@@ -340,8 +371,8 @@ class Optimizer(torch.optim.Optimizer):
             tensors.append(t)
             arrays[key] = _check_state(t, key, p, i)
         slots = tuple((k, arrays[s]) for k, (s, n) in enumerate(zip(self.KIND.slots, need)) if n)
-        views = _Views(p, p.data_ptr(), need, pv, arrays.get("step"), slots, tuple(keys),
-                       tuple(tensors), tuple(map(id, tensors)), new,
+        views = _Views(p, p.data_ptr(), p.shape, need, pv, arrays.get("step"), slots,
+                       tuple(keys), tuple(tensors), tuple(map(_data_ptr, tensors)), new,
                        any(key != "step" for key in new))
         self._views[id(p)] = views
         return views

@@ -198,6 +198,26 @@ def test_each_call_waits_for_the_lock(call, tmp_path):
     assert done.is_set() and not errors, errors
 
 
+def test_schedule_steps_from_two_threads_are_two_epochs():
+    """The epoch is read, applied and counted under the lock: two threads
+    waiting on it apply epochs 1 and 2, never epoch 1 twice."""
+    for make in (lambda o: adamcore.ExponentialLR(o, gamma=0.5),
+                 lambda o: adamcore.ReduceLROnPlateau(o, factor=0.5, patience=0)):
+        opt = adamcore.Adam([np.zeros(4, np.float32)], lr=1.0)
+        sched = make(opt)
+        call = sched.step if isinstance(sched, adamcore.ExponentialLR) else lambda: sched.step(1.0)
+        with opt.lock:
+            threads = [threading.Thread(target=call) for _ in range(2)]
+            for t in threads:
+                t.start()
+            threading.Event().wait(0.1)
+        for t in threads:
+            t.join(timeout=30)
+        assert sched.last_epoch == 2
+        expected = 0.25 if isinstance(sched, adamcore.ExponentialLR) else 0.5
+        assert opt.param_groups[0]["lr"] == expected
+
+
 def test_an_optimizer_copy_has_its_own_lock():
     import copy
     import pickle

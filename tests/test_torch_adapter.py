@@ -229,10 +229,14 @@ def test_step_hooks_and_the_profiler_label_work():
     post.remove()
     opt.step()
     assert seen == ["pre", "post"] and int(opt.state[w]["step"]) == 2
+    closures = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: closures.append((args, kwargs)))
+    opt.step(closure=None)
+    assert closures == [((opt,), {"closure": None})]  # as torch passes them
     with torch.profiler.profile() as prof:
         opt.step()
     assert any(e.name == "Optimizer.step#Adam.step" for e in prof.events())
-    assert int(opt.state[w]["step"]) == 3
+    assert int(opt.state[w]["step"]) == 4
 
 
 # ---- refusals ----------------------------------------------------------------------
@@ -375,6 +379,87 @@ def test_a_step_saved_as_a_number_loads_as_torch_does():
     assert opt.state[p]["step"].dtype == torch.float32
     opt.step()
     assert int(opt.state[p]["step"]) == 2
+
+
+def _stepped_adam(n=1000, count=3):
+    params = [torch.nn.Parameter(torch.zeros(n)) for _ in range(count)]
+    opt = at.Adam(params)
+    for p in params:
+        p.grad = torch.ones(n)
+    opt.step()
+    return params, opt
+
+
+MOVES = {  # ways a state tensor's memory moves while the tensor object stays
+    "share_memory_": lambda t: t.share_memory_(),
+    "data-clone": lambda t: setattr(t, "data", t.data.clone()),
+}
+
+
+@pytest.mark.parametrize("move", sorted(MOVES))
+def test_state_whose_memory_moved_is_stepped_where_it_now_is(move):
+    """A cached view must follow the tensor, never write to its old memory
+    (freed after share_memory_(): a use after free)."""
+    params, opt = _stepped_adam()
+    ref_params, ref = _stepped_adam()
+    for st in opt.state.values():
+        for t in st.values():
+            MOVES[move](t)
+    for _ in range(5):
+        opt.step()
+        ref.step()
+    for p, q in zip(params, ref_params):
+        assert int(opt.state[p]["step"]) == 6
+        np.testing.assert_array_equal(opt.state[p]["exp_avg"].numpy(), ref.state[q]["exp_avg"].numpy())
+        np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+
+
+def test_a_param_made_non_contiguous_after_steps_is_refused():
+    p = torch.nn.Parameter(torch.zeros(3, 3))
+    opt = at.SGD([p], lr=1.0, momentum=0.9)
+    p.grad = torch.zeros(3, 3)
+    opt.step()
+    p.data = p.data.t()  # the same address, now column-major
+    p.grad = torch.zeros(3, 3).t()
+    with pytest.raises(ValueError, match=r"params\[0\] is not contiguous"):
+        opt.step()
+
+
+def test_a_load_post_hook_runs_only_for_a_state_that_was_taken():
+    params, opt = _stepped_adam(count=1)
+    seen = []
+    opt.register_load_state_dict_post_hook(lambda o: seen.append(int(o.state[params[0]]["step"])))
+    bad = copy.deepcopy(opt.state_dict())
+    bad["state"][0]["exp_avg"] = torch.zeros(5)
+    with pytest.raises(ValueError):
+        opt.load_state_dict(bad)
+    assert seen == []
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert seen == [1]
+
+
+def test_params_that_leave_the_groups_are_released():
+    import gc
+    import weakref
+
+    keep, old = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(4))
+    opt = at.Adam([keep, old])
+    keep.grad, old.grad = torch.ones(4), torch.ones(4)
+    opt.step()
+    gone = weakref.ref(old)
+    opt.param_groups[0]["params"] = [keep]
+    opt.state.pop(old)
+    del old
+    opt.step()
+    gc.collect()
+    assert gone() is None
+
+
+def test_overlapping_params_are_refused_at_construction():
+    p = torch.nn.Parameter(torch.zeros(6))
+    view = torch.nn.Parameter(p.data[2:])  # shares p's memory
+    with pytest.raises(ValueError, match="overlap"):
+        at.Adam([p, view])
 
 
 def test_a_non_contiguous_grad_is_read_through_a_copy():
