@@ -25,7 +25,9 @@ torch's switches for how its own step runs (``foreach``, ``fused``) are kept
 in the groups and ignored; ``capturable`` and ``differentiable`` (CUDA
 graphs, autograd through the step) are refused when true. ``n_threads`` and
 ``impl`` are adamcore's (see adamcore.Adam). Steps, ``state_dict``,
-``load_state_dict`` and ``add_param_group`` hold the optimizer's ``lock``.
+``load_state_dict`` and ``add_param_group`` hold the optimizer's ``lock``;
+as torch's, ``state_dict()`` holds the live state tensors, so hold ``lock``
+around it and ``torch.save`` to save while another thread steps.
 
 Importing this module imports torch; ``import adamcore`` does not.
 """
