@@ -37,12 +37,14 @@ def test_enrich_and_report_files(tmp_path):
     assert adam["gb_per_s"] == pytest.approx(28 * 2 ** 10 / 1000.0)
     assert rows[3]["roofline_pct"] == pytest.approx(80.0) and adam["roofline_pct"] is None
     met = targets.evaluate(rows, {1: 50.0}, 1)
-    report.write(tmp_path, dict(date="d", machine="m", command="c"), rows, {1: 50.0}, None,
-                 met, 1, [2 ** 10, 2 ** 22])
+    report.write(tmp_path, dict(date="d", machine="m", command="c",
+                                not_measured=["deepspeed-cpu (pip install torch deepspeed)"]),
+                 rows, {1: 50.0}, None, met, 1, [2 ** 10, 2 ** 22])
     data = json.loads((tmp_path / "results.json").read_text())
     assert len(data["rows"]) == 4 and data["roofline_gb_per_s"] == {"1": 50.0}
     md = (tmp_path / "results.md").read_text()
     assert "| 2^10 | 7.812 |" in md and "## Targets" in md
+    assert "Not measured, not installed: deepspeed-cpu (pip install torch deepspeed)." in md
 
 
 @pytest.mark.parametrize("impl", [i for i in cases.IMPLS if cases.available(i)])

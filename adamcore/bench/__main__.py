@@ -123,12 +123,14 @@ def main(argv=None):
     report.enrich(rows, bound)
     met = targets.evaluate(rows, bound, all_threads, mem)
 
+    skipped = [f"{impl} ({INSTALL.get(impl, 'the compiled kernel')})"
+               for impl in IMPLS if not available(impl)]
     meta = dict(date=datetime.date.today().isoformat(), machine=machine(),
                 command="python -m adamcore.bench" + (" --full" if args.full else ""),
-                adamcore=adamcore.__version__, build=info)
+                adamcore=adamcore.__version__, build=info, not_measured=skipped)
     args.out.mkdir(parents=True, exist_ok=True)
     report.write(args.out, meta, rows, bound, mem, met, all_threads, sizes)
-    plotted = report.plot(args.out / "results.png", rows, bound, all_threads)
+    plotted = report.plot(args.out / "results.png", rows, bound, all_threads, sizes)
 
     print(f"{meta['command']} on {meta['machine']}, {meta['date']}")
     print("memory bound: " + ", ".join(f"{t}t {bw:.1f} GB/s" for t, bw in bound.items()))
@@ -138,8 +140,6 @@ def main(argv=None):
             print("\n".join(report.summary_table(rows, dtype, t, sizes)))
     print("\nTargets:")
     print("\n".join(report.targets_table(met)))
-    skipped = [f"{impl} ({INSTALL.get(impl, 'the compiled kernel')})"
-               for impl in IMPLS if not available(impl)]
     if skipped:
         print("\nnot measured, not installed: " + ", ".join(skipped))
     written = ["results.json", "results.md"] + (["results.png"] if plotted else [])

@@ -36,6 +36,23 @@ IMPLS = {
     "probe": "not an optimizer: Adam's memory traffic with one add per element "
              "(csrc/stream_probe.c), the fastest any step can be at this size",
 }
+#: name -> the legend's words for it: what each series is.
+LABELS = {
+    "textbook": "textbook NumPy Adam",
+    "numpy": "adamcore.Adam, NumPy fallback",
+    "c-functional": "adamcore functional.adam_step",
+    "c-adam": "adamcore.Adam",
+    "c-flat": "adamcore.Adam over FlatParams",
+    "c-adam-frozen": "adamcore.Adam, one param frozen",
+    "c-adam-skipped-once": "adamcore.Adam after a skipped param",
+    "torch-single": "torch Adam (foreach=False)",
+    "torch-foreach": "torch Adam (foreach)",
+    "torch-fused": "torch Adam (fused)",
+    "torch-adamcore": "adamcore.torch.Adam",
+    "deepspeed-cpu": "DeepSpeed CPU Adam",
+    "probe": "stream probe: a step's memory traffic only",
+}
+assert set(LABELS) == set(IMPLS)
 SINGLE_THREADED = ("textbook", "numpy")
 #: Timed with many tensors only: over one tensor it is c-adam.
 MANY_TENSORS_ONLY = ("c-flat", "c-adam-frozen", "c-adam-skipped-once")

@@ -2,7 +2,7 @@
 
 import json
 
-from adamcore.bench.cases import IMPLS, bytes_per_element
+from adamcore.bench.cases import IMPLS, LABELS, bytes_per_element
 
 ORDER = list(IMPLS)
 
@@ -86,6 +86,8 @@ def write(out_dir, meta, rows, roofline, memory, targets, all_threads, sizes):
           "Memory bound (stream probe, 4 arrays read + 3 written, same pattern as a step): "
           + ", ".join(f"{t} thread{'s' * (t > 1)}: {bw:.1f} GB/s" for t, bw in roofline.items()),
           ""]
+    if meta.get("not_measured"):
+        md += ["Not measured, not installed: " + ", ".join(meta["not_measured"]) + ".", ""]
     for dtype in ("float32", "float64"):
         for t in sorted({1, all_threads}):
             if any(r["dtype"] == dtype for r in rows):
@@ -98,9 +100,11 @@ def write(out_dir, meta, rows, roofline, memory, targets, all_threads, sizes):
     (out_dir / "results.md").write_text("\n".join(md))
 
 
-def plot(path, rows, roofline, all_threads):
-    """ns/element vs size, log-log, per implementation, with the memory bound.
-    Returns False when matplotlib is missing."""
+def plot(path, rows, roofline, all_threads, sizes):
+    """Per dtype and thread count, ns/element against size (the size sweep
+    ``sizes`` only: one tensor each), log-log, with the memory bound; and a
+    panel of the many-tensor case (same elements as one tensor, in many
+    tensors, in one FlatParams, torch's). Returns False without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -109,25 +113,60 @@ def plot(path, rows, roofline, all_threads):
         return False
     dtypes = [d for d in ("float32", "float64") if any(r["dtype"] == d for r in rows)]
     threads = sorted({1, all_threads})
-    fig, axes = plt.subplots(len(dtypes), len(threads), figsize=(6 * len(threads),
-                             4.5 * len(dtypes)), squeeze=False)
+    many = [r for r in rows if r["n_tensors"] > 1 and r["impl"] in _MANY_PANEL]
+    cols = len(threads) + bool(many)
+    fig, axes = plt.subplots(len(dtypes), cols, figsize=(6 * cols, 4.5 * len(dtypes)),
+                             squeeze=False)
     for i, dtype in enumerate(dtypes):
         for j, t in enumerate(threads):
             ax = axes[i][j]
             for impl in ORDER:
                 pts = sorted((r["n"], r["ns_per_element"]) for r in rows
                              if r["impl"] == impl and r["dtype"] == dtype and r["n_tensors"] == 1
+                             and r["n"] in sizes
                              and r["threads"] == (1 if impl in ("textbook", "numpy") else t))
                 if pts:
-                    ax.plot(*zip(*pts), marker="o", ms=3, label=impl)
+                    ax.plot(*zip(*pts), marker="o", ms=3, label=LABELS[impl])
             if t in roofline:
                 bound = bytes_per_element(dtype) / roofline[t]
                 ax.axhline(bound, color="k", ls="--", lw=1, label="memory bound")
-            ax.set(xscale="log", yscale="log", xlabel="elements", ylabel="ns per element",
-                   title=f"{dtype}, {t} thread{'s' * (t > 1)}")
+            ax.set(xscale="log", yscale="log", xlabel="elements (one tensor)",
+                   ylabel="ns per element", title=f"{dtype}, {t} thread{'s' * (t > 1)}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
+        if many and i == 0:
+            _many_panel(axes[0][-1], rows, many, threads)
+        elif many:
+            axes[i][-1].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+_MANY_PANEL = ("c-adam", "c-flat", "torch-fused", "torch-foreach", "torch-adamcore")
+
+
+def _many_panel(ax, rows, many, threads):
+    """Bars: time per step of the many-tensor case, per implementation and
+    thread count, beside one tensor of the same elements."""
+    count, n = many[0]["n_tensors"], many[0]["n"]
+    series = [("one tensor: " + LABELS["c-adam"], "c-adam", 1)]
+    series += [(f"{count} tensors: {LABELS[i]}", i, count) for i in _MANY_PANEL
+               if any(r["impl"] == i for r in many)]
+    width = 0.8 / len(threads)
+    for k, t in enumerate(threads):
+        ms = []
+        for _, impl, tensors in series:
+            r = next((r for r in rows if (r["impl"], r["n"], r["n_tensors"], r["threads"],
+                                          r["dtype"]) == (impl, n, tensors, t, "float32")), None)
+            ms.append(r["ns"] / 1e6 if r else 0.0)
+        ax.barh([y + k * width for y in range(len(series))], ms, height=width,
+                label=f"{t} thread{'s' * (t > 1)}")
+    ax.set_yticks([y + width * (len(threads) - 1) / 2 for y in range(len(series))])
+    ax.set_yticklabels([s[0] for s in series], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xscale="log", xlabel="ms per step",
+           title=f"float32, {count} tensors x {n // count} elements")
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=7)
