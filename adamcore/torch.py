@@ -290,7 +290,9 @@ class Optimizer(torch.optim.Optimizer):
         # torch wraps step() in its hooks and a profiler label, which cost more
         # than a small adamcore step: that wrapper runs only when a hook is
         # registered or a profiler is on (see step.hooked below).
-        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+        # A subclass's own step() is wrapped by torch already: hooks run there, once.
+        if type(self).step is Optimizer.step and (
+                self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
                 or _torch_optimizer._global_optimizer_pre_hooks
                 or _torch_optimizer._global_optimizer_post_hooks
                 or torch.autograd._profiler_enabled()):

@@ -487,6 +487,20 @@ def test_autograd_still_sees_the_in_place_update():
             loss.backward()
 
 
+def test_a_subclass_overriding_step_runs_each_hook_once():
+    class Logged(at.Adam):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = Logged([w])
+    seen = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen.append("pre"))
+    w.grad = torch.ones(3)
+    opt.step()
+    assert seen == ["pre"] and int(opt.state[w]["step"]) == 1
+
+
 def test_named_parameters_and_closure():
     model = _model(torch.float32)
     opt = at.Adam(model.named_parameters(), lr=1e-2)
@@ -507,17 +521,19 @@ def test_named_parameters_and_closure():
 
 # ---- threads and copies --------------------------------------------------------------
 
-def test_threads_stepping_one_optimizer_equal_sequential_steps():
+@pytest.mark.parametrize("name", sorted(at.OPTIMIZERS))
+def test_threads_stepping_one_optimizer_equal_sequential_steps(name):
     n_workers, n_steps = 4, 25
+    cls, options = at.OPTIMIZERS[name], EVERY_SLOT_OPTIONS[name]
     values = _values(np.float32, seed=4)
     grads = _grad_steps(np.float32)[0]
     seq_params = _torch_params(values)
-    seq = at.Adam(seq_params, amsgrad=True, n_threads=2)
+    seq = cls(seq_params, **options, n_threads=2)
     _set_grads(seq_params, grads)
     for _ in range(n_workers * n_steps):
         seq.step()
     params = _torch_params(values)
-    opt = at.Adam(params, amsgrad=True, n_threads=2)
+    opt = cls(params, **options, n_threads=2)
     _set_grads(params, grads)
     barrier = threading.Barrier(n_workers)
     errors = []
@@ -537,7 +553,8 @@ def test_threads_stepping_one_optimizer_equal_sequential_steps():
         t.join(timeout=120)
     assert not errors, errors
     for p, q in zip(params, seq_params):
-        assert int(opt.state[p]["step"]) == n_workers * n_steps
+        if opt.STEP_KEY:
+            assert int(opt.state[p]["step"]) == n_workers * n_steps
         np.testing.assert_array_equal(bits(p.detach().numpy()), bits(q.detach().numpy()))
         for key in opt.state[p]:
             np.testing.assert_array_equal(opt.state[p][key].numpy(), seq.state[q][key].numpy())
