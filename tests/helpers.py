@@ -15,6 +15,7 @@ copy of tests/, as in tools/check_wheel.sh and cibuildwheel).
 """
 
 import contextlib
+import threading
 
 import numpy as np
 import pytest
@@ -217,3 +218,27 @@ def ref_adam_step(*args, **kwargs):
     """functional.adam_step on the NumPy reference."""
     from adamcore import functional  # noqa: PLC0415
     return functional.adam_step(*args, impl="numpy", **kwargs)
+
+
+def run_in_threads(n, target, timeout=120):
+    """``target(k)`` for k in range(n), each on its own thread, all released
+    at once by a barrier; an exception in any fails the test, and so does a
+    thread still running after ``timeout`` seconds (a hang)."""
+    errors = []
+    barrier = threading.Barrier(n)
+
+    def work(k):
+        try:
+            barrier.wait()
+            target(k)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors

@@ -23,6 +23,7 @@ from helpers import (
     optimizer_snapshot,
     random_values,
     requires_kernel,
+    run_in_threads,
 )
 
 pytestmark = requires_kernel
@@ -39,27 +40,6 @@ def _problem(seed=0):
     return p0, grads
 
 
-def _run_threads(n, target):
-    errors = []
-    barrier = threading.Barrier(n)
-
-    def work(k):
-        try:
-            barrier.wait()
-            target(k)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    assert not errors, errors
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("n_workers, n_steps", [(2, 100), (8, 30), (16, 50)])
 def test_threads_stepping_one_optimizer_equal_sequential_steps(name, n_workers, n_steps):
@@ -74,7 +54,7 @@ def test_threads_stepping_one_optimizer_equal_sequential_steps(name, n_workers, 
         for _ in range(n_steps):
             shared.step(grads)
 
-    _run_threads(n_workers, work)
+    run_in_threads(n_workers, work)
     assert shared.state[0]["step"] == n_workers * n_steps
     assert_optimizer_snapshot_equal(optimizer_snapshot(shared), optimizer_snapshot(sequential))
 
@@ -107,7 +87,7 @@ def test_checkpoints_taken_while_threads_step_are_sequential_states(tmp_path):
         for _ in range(n_steps - (k == 0)):  # the first step was taken above
             opt.step(grads)
 
-    _run_threads(n_workers + 1, work)
+    run_in_threads(n_workers + 1, work)
     for path in saved:
         restored = adamcore.Adam.load(path, [p.copy() for p in p0], n_threads=2)
         _, state = optimizer_snapshot(restored)
@@ -140,7 +120,7 @@ def test_groups_added_while_threads_step():
         for _ in range(n_steps):
             opt.apply_gradients([(grads[0], param)])
 
-    _run_threads(n_workers + 1, work)
+    run_in_threads(n_workers + 1, work)
     assert len(opt.param_groups) == n_groups + 1
     assert list(opt.state) == [0]
     assert opt.state[0]["step"] == n_workers * n_steps

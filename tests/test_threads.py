@@ -15,6 +15,7 @@ from helpers import (
     optimizer_snapshot,
     random_values,
     requires_kernel,
+    run_in_threads,
 )
 
 pytestmark = requires_kernel
@@ -34,10 +35,8 @@ def make_job(seed):
     return params, options, grads
 
 
-def run_job(params, options, grads, barrier=None):
+def run_job(params, options, grads):
     opt = adamcore.Adam(params, impl="c", **options)
-    if barrier is not None:
-        barrier.wait()
     for g in grads:
         opt.step(g)
     return opt
@@ -48,23 +47,13 @@ def test_concurrent_optimizers_equal_sequential(n_workers):
     jobs = [make_job(seed) for seed in range(n_workers)]
     sequential = [run_job([p.copy() for p in params], options, grads)
                   for params, options, grads in jobs]
-    results, errors = [None] * n_workers, []
-    barrier = threading.Barrier(n_workers)
+    results = [None] * n_workers
 
     def work(k):
         params, options, grads = jobs[k]
-        try:
-            results[k] = run_job([p.copy() for p in params], options, grads, barrier)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-            barrier.abort()
+        results[k] = run_job([p.copy() for p in params], options, grads)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(n_workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(n_workers, work)
     for k in range(n_workers):
         assert_optimizers_equal(results[k], sequential[k])
 
@@ -78,18 +67,7 @@ def test_concurrent_steps_on_one_shared_read_only_grad():
     expected = p0.copy()
     adamcore.Adam([expected], impl="c").step(g)
     outs = [p0.copy() for _ in range(6)]
-    barrier = threading.Barrier(len(outs))
-
-    def work(p):
-        opt = adamcore.Adam([p], impl="c", n_threads=2)
-        barrier.wait()
-        opt.step(g)
-
-    threads = [threading.Thread(target=work, args=(p,)) for p in outs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(len(outs), lambda k: adamcore.Adam([outs[k]], impl="c", n_threads=2).step(g))
     for p in outs:
         np.testing.assert_array_equal(p.view(np.uint32), expected.view(np.uint32))
 

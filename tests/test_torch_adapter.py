@@ -10,7 +10,6 @@ nothing, autograd's in-place check, threads and copies.
 import copy
 import io
 import pickle
-import threading
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ from helpers import (  # noqa: E402
     PARALLEL_MIN,
     bits,
     random_values,
+    run_in_threads,
 )
 
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
@@ -535,23 +535,12 @@ def test_threads_stepping_one_optimizer_equal_sequential_steps(name):
     params = _torch_params(values)
     opt = cls(params, **options, n_threads=2)
     _set_grads(params, grads)
-    barrier = threading.Barrier(n_workers)
-    errors = []
 
-    def work():
-        try:
-            barrier.wait()
-            for _ in range(n_steps):
-                opt.step()
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
+    def work(_):
+        for _ in range(n_steps):
+            opt.step()
 
-    threads = [threading.Thread(target=work) for _ in range(n_workers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    run_in_threads(n_workers, work)
     for p, q in zip(params, seq_params):
         if opt.STEP_KEY:
             assert int(opt.state[p]["step"]) == n_workers * n_steps
