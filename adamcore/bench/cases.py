@@ -200,5 +200,4 @@ class Case:
 
     def _prepare_deepspeed_cpu(self, params, grads):
         from deepspeed.ops.adam import DeepSpeedCPUAdam  # noqa: PLC0415 - slow import
-        torch.set_num_threads(self.threads)
         return self._torch_step(params, grads, DeepSpeedCPUAdam, adamw_mode=False)
