@@ -32,8 +32,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from adamcore import _alloc, _impl, _validate, checkpoint, clip
+from adamcore import _alloc, _impl, _validate, checkpoint, clip, rows
 from adamcore.plan import Plan
+from adamcore.rows import RowGrad
+
+_has_row_grads = (_impl.kernel().has_row_grads if _impl.kernel() is not None
+                  else lambda grads, row_type: any(type(g) is row_type for g in grads))
 
 
 def _serialised(method):
@@ -91,6 +95,9 @@ class Optimizer:
     param has from its first step) follow from it."""
 
     KIND = None
+    #: Options added after checkpoint format 1, with the value that keeps the
+    #: old behaviour: a group saved without one loads with it.
+    ADDED_OPTIONS = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -208,6 +215,8 @@ class Optimizer:
             if len(grads) != n:
                 raise ValueError(f"expected {n} grads (one per param, None to skip), "
                                  f"got {len(grads)}")
+            if self.KIND.reference is None or _has_row_grads(grads, RowGrad):
+                return self._step_rows(grads)
             scale = 1.0
             if self.max_grad_norm is not None or self.skip_nonfinite:
                 present = [i for i, g in enumerate(grads) if g is not None]
@@ -293,6 +302,70 @@ class Optimizer:
             raise RuntimeError("adamcore internal error: a new plan does not cover its step")
         self._arrays, self._plan = arrays, plan
 
+    def _step_rows(self, grads):
+        """A step with row gradients (adamcore.rows) among the grads: every
+        RowGrad checked and coalesced, the norm taken, and state for it made,
+        before anything is written; then the dense grads run as a plan run
+        and each RowGrad as one row-step call, and the step counts advance."""
+        kind, impl, nt = self.KIND, self.impl, self.n_threads
+        dense, work, i = list(grads), [], 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                g = grads[i]
+                if type(g) is RowGrad:
+                    semantics = rows.semantics_of(kind, group, i)
+                    rows.check(i, p, g)
+                    work.append((i, p, g, group, semantics))
+                    dense[i] = None
+                elif g is not None and kind.reference is None:
+                    raise TypeError(f"grads[{i}] is a {type(g).__name__}; {type(self).__name__} "
+                                    "steps row gradients (adamcore.RowGrad) only, as "
+                                    "torch.optim.SparseAdam; use Adam for dense grads")
+                i += 1
+        coalesced = [rows.prepare(g, p.shape[0], impl) for _, p, g, _, _ in work]
+        scale = 1.0
+        if self.max_grad_norm is not None or self.skip_nonfinite:
+            present = [i for i, g in enumerate(dense) if g is not None]
+            sumsq, nonfinite = clip.grad_sumsq([dense[i] for i in present], indices=present,
+                                               n_threads=nt, impl=impl)
+            for (_, _, g, _, _), c in zip(work, coalesced):
+                s, bad = rows.grad_sumsq(g, c, nt, impl)
+                sumsq, nonfinite = sumsq + s, nonfinite or bad
+            if self.max_grad_norm is not None:
+                self.last_grad_norm = math.sqrt(sumsq)
+                scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+            if self.skip_nonfinite and nonfinite:
+                self.skipped_steps += 1
+                return False
+        hypers = [_validate.check_group(kind, group) for _, _, _, group, _ in work]
+        marks = [True if type(g) is RowGrad else g for g in grads]
+        fresh = self._fresh_state(marks)
+        arrays = [fresh.get(i, st) for i, st in enumerate(self._arrays)]
+        if fresh or self._plan.groups is not self.param_groups:
+            plan = self._new_plan(arrays, first=fresh)
+        else:
+            plan = self._plan
+        steps = plan.param_steps(self._steps.copy())
+        written = []  # nothing a row step reads may be written by this step
+        for i, p in enumerate(self._params):
+            if grads[i] is not None:
+                written += [(f"params[{i}]", p)] + [
+                    (f"state[{i}][{k!r}]", a) for k, a in arrays[i].items()]
+        for i, _, g, _, _ in work:
+            if steps[i] == 2 ** 63 - 1:
+                raise ValueError(f"params[{i}] has taken 2**63 - 1 steps; there is no next count")
+            written += [(f"grads[{i}].rows", g.rows), (f"grads[{i}].indices", g.indices)]
+        _validate.check_no_overlap(written)
+        if any(g is not None for g in dense) and not self._run(plan, dense, scale, nt):
+            raise RuntimeError("adamcore internal error: a new plan does not cover its step")
+        for (i, p, g, _, semantics), c, hyper in zip(work, coalesced, hypers):
+            st = arrays[i]
+            states = tuple(st.get(k) for k in kind.slots) + (None,) * (3 - len(kind.slots))
+            rows.step(semantics, p, states, g, c, hyper, int(steps[i]) + 1, scale, nt, impl)
+        plan.advance({i for i, _, _, _, _ in work})
+        self._arrays, self._plan = arrays, plan
+        return True
+
     # ---- state -------------------------------------------------------------
 
     @property
@@ -358,7 +431,7 @@ class Optimizer:
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(f"param group {gi} has {len(saved['params'])} params in "
                                  f"state_dict, {len(group['params'])} here")
-            options = {k: v for k, v in saved.items() if k != "params"}
+            options = {**self.ADDED_OPTIONS, **{k: v for k, v in saved.items() if k != "params"}}
             missing = set(self.defaults) - set(options)
             if missing or set(options) - set(self.defaults):
                 raise ValueError(f"param group {gi} options must be {sorted(self.defaults)}")

@@ -52,3 +52,24 @@ cdef extern from *:
     #endif
     """
     const char *ADAMCORE_COMPILE_ARGS
+
+cdef extern from "adamcore.h" nogil:
+    ctypedef struct adamcore_row_grad:
+        const void *rows
+        const int64_t *order
+        const int64_t *start
+        const int64_t *unique
+        int64_t n_unique, width
+    ctypedef struct adamcore_table:
+        void *param
+        void *state[3]
+        int64_t n_rows
+    int adamcore_rows_coalesce(const void *, int, int64_t, int64_t, int64_t *, int64_t *,
+                               int64_t *, int64_t *, int64_t *)
+    int adamcore_adam_rows_f32(const adamcore_table *, const adamcore_row_grad *,
+                               const adamcore_adam_hyper *, int, int)
+    int adamcore_adam_rows_f64(const adamcore_table *, const adamcore_row_grad *,
+                               const adamcore_adam_hyper *, int, int)
+    int64_t adamcore_rows_norm_blocks(const adamcore_row_grad *)
+    int adamcore_rows_sumsq_f32(const adamcore_row_grad *, double *, int, double *, int *)
+    int adamcore_rows_sumsq_f64(const adamcore_row_grad *, double *, int, double *, int *)

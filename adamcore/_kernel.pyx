@@ -14,6 +14,7 @@ reference (adamcore.reference) refuse alike. The modules, one job each:
 - _tables.pxi    a step's tensor table: the per-tensor checks, the kernel calls
 - _runner.pxi    the step: ``run(plan, ...)`` and ``step_buckets(buckets, ...)``
 - _norm.pxi      gradient norms
+- _rows.pxi      row gradients: coalescing, the row step, their norm
 - _probe.pxi     the roofline probe
 """
 
@@ -40,4 +41,5 @@ include "_hyper.pxi"
 include "_tables.pxi"
 include "_runner.pxi"
 include "_norm.pxi"
+include "_rows.pxi"
 include "_probe.pxi"

@@ -144,7 +144,7 @@ def load(cls, path, params, **kwargs):
     if saved_cls != cls.__name__:
         raise ValueError(f"{path}: saved from {saved_cls}, not {cls.__name__} (their "
                          f"defaults differ); load it with {saved_cls}.load")
-    defaults = metadata["defaults"]
+    defaults = {**cls.ADDED_OPTIONS, **metadata["defaults"]}
     clash = sorted(set(kwargs) & set(defaults))
     if clash:
         raise TypeError(f"{cls.__name__}.load() takes {clash} from the checkpoint; "

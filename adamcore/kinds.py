@@ -15,7 +15,8 @@ from adamcore import reference
 from adamcore.plan import Kind
 
 # Kernel numbers (csrc/adamcore.h).
-ADAMCORE_SGD, ADAMCORE_RMSPROP, ADAMCORE_ADAGRAD, ADAMCORE_ADABELIEF, ADAMCORE_ADAM = range(5)
+(ADAMCORE_SGD, ADAMCORE_RMSPROP, ADAMCORE_ADAGRAD, ADAMCORE_ADABELIEF, ADAMCORE_ADAM,
+ ADAMCORE_SPARSE_ADAM) = range(6)
 
 
 @dataclass(eq=False)
@@ -33,6 +34,17 @@ class AdamHyper:
     amsgrad: bool
     maximize: bool
     decoupled: bool
+
+
+@dataclass(eq=False)
+class SparseAdamHyper:
+    """SparseAdam's hyperparameters (adamcore.SparseAdam: torch.optim.SparseAdam's)."""
+    __slots__ = ("lr", "beta1", "beta2", "eps", "maximize")
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    maximize: bool
 
 
 @dataclass(eq=False)
@@ -99,7 +111,13 @@ ADAM = Kind(
     dict(lr=v.LR, beta1=v.BETA1, beta2=v.BETA2, eps=v.EPS, weight_decay=v.WEIGHT_DECAY,
          eps_mode=v.EPS_MODE, amsgrad=v.FLAG, maximize=v.FLAG, decoupled=v.FLAG),
     (True, True, "amsgrad"), reference.adam,
-    options=dict(decoupled="decoupled_weight_decay"))
+    options=dict(decoupled="decoupled_weight_decay"), extra=dict(lazy=v.FLAG))
+
+# Row gradients only (adamcore.rows): no dense kernel, so not in KINDS.
+SPARSE_ADAM = Kind(
+    "sparse_adam", ADAMCORE_SPARSE_ADAM, ("exp_avg", "exp_avg_sq"), ("exp_avg", "exp_avg_sq"),
+    SparseAdamHyper, dict(lr=v.LR, beta1=v.BETA1, beta2=v.BETA2, eps=v.EPS, maximize=v.FLAG),
+    (True, True), None)
 
 SGD = Kind(
     "sgd", ADAMCORE_SGD, ("momentum_buffer",), (), SGDHyper,
@@ -129,5 +147,5 @@ ADABELIEF = Kind(
     (True, True, "amsgrad"), reference.adabelief,
     options=dict(decoupled="decoupled_weight_decay"))
 
-#: name -> Kind, every kind adamcore steps; the tests are parametrised from it.
+#: name -> Kind, every kind the dense kernels step; the tests are parametrised from it.
 KINDS = {k.name: k for k in (ADAM, SGD, RMSPROP, ADAGRAD, ADABELIEF)}

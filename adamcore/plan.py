@@ -52,7 +52,7 @@ class Kind:
     the names differ (``beta1``/``beta2`` come from ``betas``); ``needs``
     says per slot when a step uses it: True (always), or the field whose
     value, when true or non-zero, asks for it; ``reference`` steps one bucket in
-    NumPy; ``init`` names the option a new slot starts at (else zero);
+    NumPy (None: a kind of row gradients only, adamcore.rows); ``init`` names the option a new slot starts at (else zero);
     ``extra`` rules options outside the hyper; ``check`` a rule across
     fields."""
 
@@ -227,6 +227,22 @@ class Plan:
             out[row.indices] = step
         return out
 
+    def advance(self, stepped):
+        """Count one more step for the params ``stepped`` (a set of indices),
+        stepped outside a run (row gradients, adamcore.rows); rows only some
+        of whose params stepped are split as after a run."""
+        partial = []
+        for r, row in enumerate(self.rows):
+            n = sum(i in stepped for i in row.indices)
+            if n == len(row.indices):
+                self.steps[r] += 1
+                self.first[r] = 0
+            elif n:
+                partial.append(r)
+        if partial:
+            marks = [True if i in stepped else None for i in range(self.n_params)]
+            self.split(partial, marks)
+
     def buckets(self, grads, scale):
         """This step's buckets (the reference run, and the binding's
         refusals, use them), or None when the plan does not cover it.
@@ -313,6 +329,8 @@ def check_bucket(bucket):
     kind = bucket.kind
     if not isinstance(kind, Kind):
         raise TypeError(f"a bucket's kind must be an adamcore.plan.Kind, got {type(kind).__name__}")
+    if kind.reference is None:
+        raise ValueError(f"{kind!r} steps row gradients (adamcore.RowGrad) only, not buckets")
     _validate.check_hyper(kind, bucket.hyper)
     _validate.check_step(bucket.step)
     _validate.check_grad_scale(bucket.grad_scale)

@@ -47,6 +47,21 @@ ADAMCORE_DECLARE_CHUNKS(avx2)
 ADAMCORE_DECLARE_CHUNKS(avx512)
 #endif
 
+/* SparseAdam's chunk kernels (rows_simd.c), adamcore_chunk_fn's signature:
+ * vmax unused, variant = maximize. */
+#define ADAMCORE_DECLARE_SPARSE_CHUNKS(level)                                     \
+    void adamcore_sparse_chunk_f32_##level(void *, const void *, void *, void *,  \
+                                           void *, int64_t, const void *, int);   \
+    void adamcore_sparse_chunk_f64_##level(void *, const void *, void *, void *,  \
+                                           void *, int64_t, const void *, int);
+
+ADAMCORE_DECLARE_SPARSE_CHUNKS(baseline)
+#ifdef ADAMCORE_X86
+ADAMCORE_DECLARE_SPARSE_CHUNKS(avx2)
+ADAMCORE_DECLARE_SPARSE_CHUNKS(avx512)
+#endif
+adamcore_chunk_fn adamcore_sparse_chunk_for(int level, int is_f64);
+
 /* [*lo, *hi): run r of n_runs equal runs covering [0, total), with edges on
  * multiples of align; the static split every threaded loop here uses. */
 static inline void adamcore_run_bounds(int64_t r, int64_t n_runs, int64_t total,
@@ -65,5 +80,20 @@ void adamcore_split(int64_t total, int n_threads, adamcore_range_fn run, const v
 
 /* The level's chunk kernel for the dtype (0: float32, 1: float64). */
 adamcore_chunk_fn adamcore_chunk_for(int level, int is_f64);
+
+/* One call's Adam constants (adam_step.c), shared by the dense step and the
+ * row step (rows.c): the scalars of the dtype (``scalars`` points into this
+ * struct), the loop variant and the chunk kernel of the SIMD level in use. */
+typedef struct {
+    adamcore_scalars_f64 f64;
+    adamcore_scalars_f32 f32;
+    const void *scalars;
+    int variant;
+    adamcore_chunk_fn fn;
+} adamcore_adam_prepared;
+
+int adamcore_adam_hyper_valid(const adamcore_adam_hyper *h);
+/* Fills *out; the struct must not move afterwards (scalars points into it). */
+void adamcore_adam_prepare(const adamcore_adam_hyper *h, int is_f64, adamcore_adam_prepared *out);
 
 #endif /* ADAMCORE_ADAM_INTERNAL_H */

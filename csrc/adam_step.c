@@ -86,7 +86,7 @@ int adamcore_max_threads(void) { return omp_get_max_threads(); }
 
 /* ---- the step ---------------------------------------------------------- */
 
-static int hyper_valid(const adamcore_adam_hyper *h)
+int adamcore_adam_hyper_valid(const adamcore_adam_hyper *h)
 {
     /* Written so that NaN fails every test. */
     return h != NULL && h->lr >= 0.0 && isfinite(h->lr) &&
@@ -120,6 +120,22 @@ static adamcore_scalars_f64 adam_scalars(const adamcore_adam_hyper *h)
     s.decay = 1.0 - h->lr * h->weight_decay;
     s.gscale = h->grad_scale;
     return s;
+}
+
+void adamcore_adam_prepare(const adamcore_adam_hyper *h, int is_f64, adamcore_adam_prepared *out)
+{
+    const adamcore_scalars_f64 d = adam_scalars(h);
+    out->f64 = d;
+    out->f32.b1 = (float)d.b1; out->f32.omb1 = (float)d.omb1; out->f32.b2 = (float)d.b2;
+    out->f32.omb2 = (float)d.omb2; out->f32.eps = (float)d.eps; out->f32.dscale = (float)d.dscale;
+    out->f32.step_size = (float)d.step_size; out->f32.wd = (float)d.wd;
+    out->f32.decay = (float)d.decay; out->f32.gscale = (float)d.gscale;
+    out->scalars = is_f64 ? (const void *)&out->f64 : (const void *)&out->f32;
+    const int wd_mode = h->weight_decay == 0.0 ? ADAMCORE_WD_NONE
+                        : h->decoupled         ? ADAMCORE_WD_DECOUPLED
+                                               : ADAMCORE_WD_COUPLED;
+    out->variant = ADAMCORE_VARIANT(h->maximize != 0, h->amsgrad != 0, wd_mode);
+    out->fn = adamcore_chunk_for(adamcore_simd_get(), is_f64);
 }
 
 /* One call's work, shared by the threads. */
@@ -156,7 +172,7 @@ static void run_range(const void *ctx, int64_t lo, int64_t hi)
 static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
                      const adamcore_adam_hyper *h, int n_threads, int is_f64)
 {
-    if (!hyper_valid(h) || n_tensors < 0 || (n_tensors > 0 && tensors == NULL) ||
+    if (!adamcore_adam_hyper_valid(h) || n_tensors < 0 || (n_tensors > 0 && tensors == NULL) ||
         n_threads < 1)
         return ADAMCORE_EINVAL;
     int64_t total = 0;
@@ -170,21 +186,9 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
     }
     if (total == 0) return ADAMCORE_OK;
 
-    const adamcore_scalars_f64 d = adam_scalars(h);
-    adamcore_scalars_f32 sf;
-    adam_job job = {tensors, n_tensors, adamcore_chunk_for(adamcore_simd_get(), is_f64),
-                    &d, 0, is_f64 ? 8 : 4};
-    if (!is_f64) {
-        sf.b1 = (float)d.b1; sf.omb1 = (float)d.omb1; sf.b2 = (float)d.b2;
-        sf.omb2 = (float)d.omb2; sf.eps = (float)d.eps; sf.dscale = (float)d.dscale;
-        sf.step_size = (float)d.step_size; sf.wd = (float)d.wd; sf.decay = (float)d.decay;
-        sf.gscale = (float)d.gscale;
-        job.scalars = &sf;
-    }
-    const int wd_mode = h->weight_decay == 0.0 ? ADAMCORE_WD_NONE
-                        : h->decoupled         ? ADAMCORE_WD_DECOUPLED
-                                               : ADAMCORE_WD_COUPLED;
-    job.variant = ADAMCORE_VARIANT(h->maximize != 0, h->amsgrad != 0, wd_mode);
+    adamcore_adam_prepared prep;
+    adamcore_adam_prepare(h, is_f64, &prep);
+    adam_job job = {tensors, n_tensors, prep.fn, prep.scalars, prep.variant, is_f64 ? 8 : 4};
     adamcore_split(total, n_threads, run_range, &job);
     return ADAMCORE_OK;
 }

@@ -84,8 +84,10 @@ enum {
     ADAMCORE_RMSPROP = 1,
     ADAMCORE_ADAGRAD = 2,
     ADAMCORE_ADABELIEF = 3,
-    ADAMCORE_ADAM = 4      /* not a family kind: adamcore_adam_step_*; named here so
+    ADAMCORE_ADAM = 4,     /* not a family kind: adamcore_adam_step_*; named here so
                               that one number names every kind (adamcore/kinds.py) */
+    ADAMCORE_SPARSE_ADAM = 5 /* row gradients only: adamcore_adam_rows_* with
+                                ADAMCORE_ROWS_SPARSE_ADAM */
 };
 
 /* Hyperparameters; each optimizer reads its own (PyTorch's names). All reals
@@ -146,6 +148,65 @@ int adamcore_sumsq_f32(const adamcore_array *arrays, int64_t n_arrays, double *w
                        int n_threads, double *out_sumsq, int *out_nonfinite);
 int adamcore_sumsq_f64(const adamcore_array *arrays, int64_t n_arrays, double *work,
                        int n_threads, double *out_sumsq, int *out_nonfinite);
+
+/* ---- row gradients (rows.c) -----------------------------------------------
+ * The gradient of an n_rows x width table (an embedding) given as k rows and
+ * their row indices, duplicates allowed. adamcore_rows_coalesce orders them:
+ * the distinct indices ascending, and for each the positions of its rows in
+ * input order; a duplicated row's gradient is the sum of its rows in that
+ * order ((r0 + r1) + r2 ...). The steps below read the rows through that
+ * order and never write them; they update only the table rows the row
+ * gradient names (or, ADAMCORE_ROWS_DENSE, every row), split over threads by
+ * element ranges, so results are the same for any thread count and SIMD
+ * level. */
+typedef struct {
+    const void *rows;        /* IN: k x width, the table's dtype, C order */
+    const int64_t *order;    /* IN: k positions into rows, in coalesced order */
+    const int64_t *start;    /* IN: n_unique + 1 offsets into order */
+    const int64_t *unique;   /* IN: n_unique distinct indices, ascending */
+    int64_t n_unique;
+    int64_t width;           /* >= 0 */
+} adamcore_row_grad;
+
+/* Order k indices (int32 if index_bytes is 4, else int64): writes order[k],
+ * start[n_unique + 1], unique[n_unique] (at most k) and *n_unique; work holds
+ * k int64. ADAMCORE_EINVAL, with nothing sorted, if an index is outside
+ * [0, n_rows). A stable LSD radix sort: the order is unique (ties keep input
+ * order), so every implementation finds the same one. */
+int adamcore_rows_coalesce(const void *indices, int index_bytes, int64_t k, int64_t n_rows,
+                           int64_t *work, int64_t *order, int64_t *start, int64_t *unique,
+                           int64_t *n_unique);
+
+/* How a row gradient steps an Adam table (adamcore/rows.py has the table):
+ *   LAZY         the named rows only, with Adam's update (TF Addons LazyAdam)
+ *   DENSE        every row, absent rows with a zero gradient: bitwise the dense
+ *                step on the materialised gradient (Keras), never materialised
+ *   SPARSE_ADAM  the named rows only, with torch.optim.SparseAdam's update
+ *                (needs weight_decay 0 and no amsgrad; eps_mode is ignored) */
+enum { ADAMCORE_ROWS_LAZY = 0, ADAMCORE_ROWS_DENSE = 1, ADAMCORE_ROWS_SPARSE_ADAM = 2 };
+
+/* A table: param and state are n_rows x width, the dtype of the call, not
+ * overlapping each other or the row gradient's buffers. state[0] exp_avg,
+ * state[1] exp_avg_sq, state[2] max_exp_avg_sq if amsgrad (else NULL). */
+typedef struct {
+    void *param;             /* IN/OUT */
+    void *state[3];          /* IN/OUT */
+    int64_t n_rows;
+} adamcore_table;
+
+int adamcore_adam_rows_f32(const adamcore_table *table, const adamcore_row_grad *grad,
+                           const adamcore_adam_hyper *hyper, int mode, int n_threads);
+int adamcore_adam_rows_f64(const adamcore_table *table, const adamcore_row_grad *grad,
+                           const adamcore_adam_hyper *hyper, int mode, int n_threads);
+
+/* Sum of squares of the coalesced gradient and whether any of it is NaN or
+ * infinite: bitwise adamcore_sumsq_* of the n_unique x width array of summed
+ * rows, without making it. work holds adamcore_rows_norm_blocks(grad) doubles. */
+int64_t adamcore_rows_norm_blocks(const adamcore_row_grad *grad);
+int adamcore_rows_sumsq_f32(const adamcore_row_grad *grad, double *work, int n_threads,
+                            double *out_sumsq, int *out_nonfinite);
+int adamcore_rows_sumsq_f64(const adamcore_row_grad *grad, double *work, int n_threads,
+                            double *out_sumsq, int *out_nonfinite);
 
 /* Memory-bandwidth probe with the Adam step's access pattern (stream_probe.c):
  * p += g; m += g; v += g over n float32 elements, split like a step. */

@@ -1,0 +1,47 @@
+/* torch.optim.SparseAdam's update of one row's elements, included once per
+ * dtype by rows_simd.c with T, SUF and SQRT as for adam_body.h.
+ *
+ * Design: torch writes each moment as old + (1-b)*(new - old) and takes
+ * epsilon outside the bias correction (the scalars' "keras" form:
+ * step_size = lr*sqrt(bc2)/bc1, dscale = 1); these are its operations in its
+ * order, so the kernel differs from torch only in how duplicates are summed.
+ * Same rules as adam_body.h: single IEEE operations, -ffp-contract=off, the
+ * maximize option a compile-time constant of its own loop.
+ */
+#define SPA_CAT_(a, b) a##_##b
+#define SPA_CAT(a, b) SPA_CAT_(a, b)
+#define SPA_LOOP SPA_CAT(sparse_adam_loop, SUF)
+#define SPA_SCALARS SPA_CAT(adamcore_scalars, SUF)
+
+static ADAMCORE_ALWAYS_INLINE void
+SPA_LOOP(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n,
+         const SPA_SCALARS *s, const int maximize)
+{
+    const T omb1 = s->omb1, omb2 = s->omb2, eps = s->eps;
+    const T step_size = s->step_size, gscale = s->gscale;
+    for (int64_t i = 0; i < n; i++) {
+        T gi = g[i] * gscale;                      /* g = g * grad_scale */
+        if (maximize) gi = -gi;                    /* g = -g */
+        const T mi = m[i] + (gi - m[i]) * omb1;    /* m = m + (g - m)*(1-b1) */
+        const T vi = v[i] + (gi * gi - v[i]) * omb2; /* v = v + (g*g - v)*(1-b2) */
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] - step_size * (mi / (SQRT(vi) + eps)); /* p = p - step_size*(m/(sqrt(v)+eps)) */
+    }
+}
+
+/* The chunk kernel (adamcore_chunk_fn's signature: vmax unused, variant = maximize). */
+static ADAMCORE_ALWAYS_INLINE void
+SPA_CAT(sparse_adam_dispatch, SUF)(void *p, const void *g, void *m, void *v, void *vmax,
+                                   int64_t n, const void *scalars, int variant)
+{
+    (void)vmax;
+    const SPA_SCALARS *s = (const SPA_SCALARS *)scalars;
+    if (variant)
+        SPA_LOOP((T *)p, (const T *)g, (T *)m, (T *)v, n, s, 1);
+    else
+        SPA_LOOP((T *)p, (const T *)g, (T *)m, (T *)v, n, s, 0);
+}
+
+#undef SPA_LOOP
+#undef SPA_SCALARS
