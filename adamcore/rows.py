@@ -74,8 +74,8 @@ class RowGrad:
             if not a.flags.c_contiguous:
                 raise ValueError(f"RowGrad {name} must be C-contiguous (it is read in place, "
                                  "never copied)")
-            if not a.flags.aligned or not a.dtype.isnative:
-                raise ValueError(f"RowGrad {name} must be aligned and in native byte order")
+            if not a.flags.aligned:
+                raise ValueError(f"RowGrad {name} is not aligned to its dtype ({a.dtype})")
         self.indices, self.rows = indices, rows
 
     def __repr__(self):
@@ -135,9 +135,10 @@ def summed_rows(rows, c):
     input order, one addition at a time ((r0 + r1) + r2 ..., as csrc/rows.c)."""
     counts = np.diff(c.start)
     out = rows[c.order[c.start[:-1]]]            # g = r0
-    for k in range(1, int(counts.max(initial=1))):
-        more = np.flatnonzero(counts > k)
-        out[more] += rows[c.order[c.start[more] + k]]  # g = g + r_k
+    with np.errstate(over="ignore", invalid="ignore"):  # IEEE results, as in C
+        for k in range(1, int(counts.max(initial=1))):
+            more = np.flatnonzero(counts > k)
+            out[more] += rows[c.order[c.start[more] + k]]  # g = g + r_k
     return out
 
 
