@@ -11,9 +11,10 @@
  *   chunk kernels (adam_body.h; sparse_adam_body.h for SparseAdam): a row
  *   named once is stepped straight from its gradient row; a duplicated row is
  *   summed into a stack buffer of ROWS_BUF elements (in L1) piece by piece,
- *   each piece stepped as it is summed; ADAMCORE_ROWS_DENSE steps the gaps
- *   between named rows with a static zero gradient, so it equals the dense
- *   step on the materialised gradient bit for bit and reads no dense grad.
+ *   each piece stepped as it is summed. ADAMCORE_ROWS_DENSE walks the whole
+ *   table PIECE elements at a time, the gradient of each piece zeros with the
+ *   named rows written in, so it equals the dense step on the materialised
+ *   gradient bit for bit and reads no dense grad from memory.
  *   No allocation, no atomics: threads take equal ranges of the elements
  *   stepped (adamcore_split), each element stepped once by one thread, and
  *   elementwise arithmetic makes the bits independent of the split.
@@ -117,8 +118,8 @@ static void sum_row(void *out, const adamcore_row_grad *g, int64_t u, int64_t a,
 /* ---- the row steps ------------------------------------------------------------- */
 
 #define ROWS_BUF 512   /* elements of a duplicated row summed at a time, on the stack */
-#define ZEROS_N 2048   /* elements of zero gradient per call in the gaps (DENSE) */
-static const double zeros[ZEROS_N];
+#define PIECE 2048     /* elements per kernel call in ADAMCORE_ROWS_DENSE */
+static const double zeros[PIECE];
 
 typedef struct {
     const adamcore_table *t;
@@ -129,79 +130,85 @@ typedef struct {
     int is_f64;
 } rows_job;
 
-/* Step table elements [lo, hi) (flat), all in row `row`, whose gradient is
- * distinct row u of the row gradient, or zero when u < 0 (the span may then
- * cover several rows). */
-static void step_span(const rows_job *j, int64_t u, int64_t row, int64_t lo, int64_t hi)
+/* One kernel call over table elements [lo, lo + n) with gradient src. */
+static void call(const rows_job *j, int64_t lo, int64_t n, const void *src)
 {
-    const int64_t es = j->is_f64 ? 8 : 4, w = j->g->width;
-    char *p = (char *)j->t->param + lo * es;
-    char *m = (char *)j->t->state[0] + lo * es, *v = (char *)j->t->state[1] + lo * es;
-    char *vmax = j->t->state[2] ? (char *)j->t->state[2] + lo * es : NULL;
-    const int64_t a = lo - row * w;
-    const void *src = NULL;
-    double buf[ROWS_BUF];  /* 8-byte aligned for either dtype */
-    if (u >= 0 && j->g->start[u + 1] - j->g->start[u] == 1) {
-        src = (const char *)j->g->rows + (j->g->order[j->g->start[u]] * w + a) * es;
-        j->fn(p, src, m, v, vmax, hi - lo, j->scalars, j->variant);
-        return;
-    }
-    const int64_t piece = u >= 0 ? ROWS_BUF : ZEROS_N;
-    for (int64_t e = lo; e < hi; e += piece) {
-        const int64_t n = hi - e < piece ? hi - e : piece;
-        if (u >= 0) {
-            sum_row(buf, j->g, u, a + (e - lo), n, j->is_f64);
-            src = buf;
-        } else {
-            src = zeros;
-        }
-        const int64_t d = (e - lo) * es;
-        j->fn(p + d, src, m + d, v + d, vmax ? vmax + d : NULL, n, j->scalars, j->variant);
-    }
+    const int64_t d = lo * (j->is_f64 ? 8 : 4);
+    j->fn((char *)j->t->param + d, src, (char *)j->t->state[0] + d, (char *)j->t->state[1] + d,
+          j->t->state[2] ? (char *)j->t->state[2] + d : NULL, n, j->scalars, j->variant);
 }
 
-/* Elements [lo, hi) of the n_unique x width rows named (LAZY, SPARSE_ADAM).
- * Named rows are scattered over the table, so each is a cache miss the
- * hardware prefetcher cannot foresee; software prefetch 8, 16 or 32 rows
- * ahead measured no gain over the out-of-order core's own overlap (1M x 64
- * float32, 4096 rows: 0.8-1.1 ms either way, within this VM's noise). */
+/* Elements [a, a+n) of distinct row u's gradient into dst. */
+static void gradient_of(void *dst, const rows_job *j, int64_t u, int64_t a, int64_t n)
+{
+    const int64_t es = j->is_f64 ? 8 : 4;
+    const adamcore_row_grad *g = j->g;
+    if (g->start[u + 1] - g->start[u] == 1)
+        memcpy(dst, (const char *)g->rows + (g->order[g->start[u]] * g->width + a) * es,
+               (size_t)(n * es));
+    else
+        sum_row(dst, g, u, a, n, j->is_f64);
+}
+
+/* Elements [lo, hi) of the n_unique x width rows named (LAZY, SPARSE_ADAM):
+ * a row named once is stepped straight from its gradient row, a duplicated
+ * one from its sum, ROWS_BUF elements at a time. Named rows are scattered
+ * over the table, so each is a cache miss the hardware prefetcher cannot
+ * foresee; software prefetch 8, 16 or 32 rows ahead measured no gain over the
+ * out-of-order core's own overlap (1M x 64 float32, 4096 rows: 0.8-1.1 ms
+ * either way, within this VM's noise). */
 static void run_named(const void *ctx, int64_t lo, int64_t hi)
 {
     const rows_job *j = (const rows_job *)ctx;
-    const int64_t w = j->g->width;
-    for (int64_t u = lo / w; u < j->g->n_unique && u * w < hi; u++) {
-        const int64_t row = j->g->unique[u];
+    const adamcore_row_grad *g = j->g;
+    const int64_t w = g->width, es = j->is_f64 ? 8 : 4;
+    double buf[ROWS_BUF];  /* 8-byte aligned for either dtype */
+    for (int64_t u = lo / w; u < g->n_unique && u * w < hi; u++) {
+        const int64_t base = g->unique[u] * w;
         const int64_t a = lo > u * w ? lo - u * w : 0, b = hi < (u + 1) * w ? hi - u * w : w;
-        step_span(j, u, row, row * w + a, row * w + b);
+        if (g->start[u + 1] - g->start[u] == 1) {
+            call(j, base + a, b - a, (const char *)g->rows + (g->order[g->start[u]] * w + a) * es);
+            continue;
+        }
+        for (int64_t e = a; e < b; e += ROWS_BUF) {
+            const int64_t n = b - e < ROWS_BUF ? b - e : ROWS_BUF;
+            sum_row(buf, g, u, e, n, j->is_f64);
+            call(j, base + e, n, buf);
+        }
     }
 }
 
-/* Elements [lo, hi) of the whole n_rows x width table (DENSE). */
+/* Elements [lo, hi) of the whole n_rows x width table (DENSE), PIECE at a
+ * time: a piece no named row reaches steps with the static zeros, any other
+ * with a stack buffer of zeros and the named rows' gradients, so a table
+ * with rows named here and there costs one call per PIECE elements, not
+ * two per named row. */
 static void run_dense(const void *ctx, int64_t lo, int64_t hi)
 {
     const rows_job *j = (const rows_job *)ctx;
-    const int64_t w = j->g->width, n_unique = j->g->n_unique;
+    const int64_t w = j->g->width, n_unique = j->g->n_unique, es = j->is_f64 ? 8 : 4;
     const int64_t *unique = j->g->unique;
-    int64_t first = 0, last = n_unique;  /* the first distinct row at or after lo's row */
-    while (first < last) {
-        const int64_t mid = first + (last - first) / 2;
-        if (unique[mid] < lo / w) first = mid + 1;
+    int64_t u = 0, last = n_unique;  /* the first distinct row at or after lo's row */
+    while (u < last) {
+        const int64_t mid = u + (last - u) / 2;
+        if (unique[mid] < lo / w) u = mid + 1;
         else last = mid;
     }
-    int64_t u = first, e = lo;
-    while (e < hi) {
-        const int64_t row = e / w;
-        if (u < n_unique && unique[u] == row) {
-            const int64_t b = hi < (row + 1) * w ? hi : (row + 1) * w;
-            step_span(j, u, row, e, b);
-            e = b;
-            u++;
-        } else {
-            const int64_t next = u < n_unique ? unique[u] * w : j->t->n_rows * w;
-            const int64_t b = hi < next ? hi : next;
-            step_span(j, -1, row, e, b);
-            e = b;
+    double buf[PIECE];  /* 16 KB, 8-byte aligned for either dtype */
+    for (int64_t e = lo; e < hi; e += PIECE) {
+        const int64_t end = hi - e < PIECE ? hi : e + PIECE;
+        const void *src = zeros;
+        for (; u < n_unique && unique[u] * w < end; u++) {
+            const int64_t r0 = unique[u] * w;
+            const int64_t a = r0 > e ? r0 : e, b = r0 + w < end ? r0 + w : end;
+            if (src == zeros) {
+                memset(buf, 0, (size_t)((end - e) * es));
+                src = buf;
+            }
+            gradient_of((char *)buf + (a - e) * es, j, u, a - r0, b - a);
+            if (r0 + w > end) break;  /* the row goes on into the next piece */
         }
+        call(j, e, end - e, src);
     }
 }
 

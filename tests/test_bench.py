@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from adamcore.bench import cases, memory, report, roofline, targets, timing
+from adamcore.bench import rows as row_bench
 from helpers import requires_kernel
 
 pytestmark = requires_kernel
@@ -102,3 +103,39 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
         "c-adam", "c-adam-frozen", "c-adam-skipped-once"}
     assert "3 x 16 tensors, one param frozen: time vs every grad present" in out
     assert {r["n_tensors"] for r in rows if r["impl"] == "c-flat"} == {4}
+
+
+@pytest.mark.parametrize("impl", [i for i in row_bench.IMPLS if row_bench.available(i)])
+def test_every_row_case_steps_its_table_with_a_fresh_pool_entry(impl):
+    rng = np.random.default_rng(0)
+    pool = [row_bench.draw(rng, "zipf1.1", 30, 500) for _ in range(3)]
+    rows = rng.standard_normal((30, 8)).astype(np.float32)
+    case = row_bench.RowCase(impl, pool, rows, 500, threads=1)
+    for _ in range(3):  # each pool entry in turn
+        before = case.table.copy()
+        case.step()
+        changed = np.flatnonzero((case.table != before).any(axis=1))
+        entry = pool[case._i]
+        if impl == "dense-step":
+            assert changed.size == 500  # every row's grad is 1e-3
+        elif impl == "dense-rows":  # the rest see a zero grad, and their state starts at zero
+            assert set(np.unique(entry)) <= set(changed)
+        else:
+            assert set(changed) == set(np.unique(entry)), "exactly the rows looked up"
+
+
+def test_row_measurements_tabulate_and_meet_targets_by_their_ratios():
+    rows = row_bench.measure(1, table=(2000, 8), lookups=(4096,), repeats=1)
+    impls = {r["impl"] for r in rows}
+    assert {"sparse-adam", "lazy-adam", "dense-rows", "dense-step"} <= impls
+    assert {r["dist"] for r in rows} == set(row_bench.DISTRIBUTIONS)
+    assert all(r["ns"] > 0 and 0 < r["distinct"] <= 2000 for r in rows)
+    lines = row_bench.table_lines(rows)
+    assert len(lines) == 2 + 2  # header, rule, one line per distribution
+    fake = [dict(impl=i, k=4096, dist="uniform", threads=t, ns=ns, distinct=1)
+            for i, ns in (("sparse-adam", 1.0), ("lazy-adam", 2.0), ("dense-step", 60.0),
+                          ("torch-sparse-adam", 15.0)) for t in (1, 2)]
+    met = {name.split(": ")[1]: (value, holds) for name, value, _, holds in
+           row_bench.targets(fake)}
+    assert met["sparse-adam speedup over torch-sparse-adam (1 and all threads)"] == (15.0, True)
+    assert met["lazy-adam speedup over dense-step (1 and all threads)"] == (30.0, False)

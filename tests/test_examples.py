@@ -103,6 +103,21 @@ def test_torch_mlp_digits():
         assert re.search(rf"{re.escape(label)}\s+{NUMBER} us", out)
 
 
+def test_embeddings():
+    out = run_example("08_embeddings.py", "--fast", "--no-plot")
+    zero = float(re.search(rf"held-out RMSE of predicting 0: ({NUMBER})", out).group(1))
+    results = {label: row(out, label)[:2] for label in (
+        "SparseAdam", "Adam(lazy=True)", "Adam, RowGrad (dense-equivalent)",
+        "Adam, dense gradient")}
+    for train_mse, rmse in results.values():
+        assert rmse < 0.7 * zero and train_mse < 0.5  # it learns
+    # SparseAdam and lazy Adam differ only in where eps sits and in rounding
+    assert results["SparseAdam"] == pytest.approx(results["Adam(lazy=True)"], abs=1e-3)
+    # Adam given RowGrads is the dense step on the gradient they stand for, bit for bit
+    assert results["Adam, RowGrad (dense-equivalent)"] == results["Adam, dense gradient"]
+    assert re.search(r"tables after \d+ steps: bitwise equal$", out, re.MULTILINE)
+
+
 @pytest.mark.parametrize("script, png", [
     ("01_cubic.py", "cubic.png"),
     ("02_linear_regression.py", "linear_regression.png"),
@@ -110,6 +125,7 @@ def test_torch_mlp_digits():
     ("04_softmax_digits.py", "softmax_digits.png"),
     ("05_mlp_digits.py", "mlp_digits.png"),
     ("07_torch_mlp_digits.py", "torch_mlp_digits.png"),
+    ("08_embeddings.py", "embeddings.png"),
 ])
 def test_plot_is_written_next_to_the_script(tmp_path, script, png):
     if script in NEEDS_SKLEARN:

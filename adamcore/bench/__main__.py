@@ -4,7 +4,8 @@ Quick by default (float32, six sizes); ``--full`` sweeps float32 and float64
 over 2^4..2^24. Every case is timed side by side in this one run: medians of
 repeated samples after a warm-up. Also measures this machine's memory bound
 (a stream probe with the step's access pattern), 1000 small tensors against
-one large one, the per-call cost of a 16-element step, and memory per step.
+one large one, the per-call cost of a 16-element step, memory per step, and
+row gradients of a 1M x 64 embedding table (adamcore.bench.rows).
 Prints a summary and the targets, and writes results.json, results.md and
 results.png (with matplotlib installed) into ``--out``.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 import adamcore
 from adamcore.bench import memory, report, roofline, targets
+from adamcore.bench import rows as row_bench
 from adamcore.bench.cases import (IMPLS, INSTALL, MANY_TENSORS_ONLY, SINGLE_THREADED,
                                   TORCH_THREADED, Case, available, torch)
 from adamcore.bench.timing import interleaved
@@ -63,7 +65,7 @@ def groups(cases):
 
 def progress(i, total, label):
     width = 30
-    done = width * i // total
+    done = width * i // max(total, 1)
     sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{total} {label:<40}")
     sys.stderr.flush()
 
@@ -89,6 +91,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7, help="timing samples per case")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("."),
                         help="folder for results.json, results.md, results.png")
+    parser.add_argument("--rows", choices=("yes", "no", "only"), default="yes",
+                        help="the row-gradient (embedding table) cases: with the rest, "
+                             "left out, or alone")
     args = parser.parse_args(argv)
     info = adamcore.build_info()
     if not info["extension"]:
@@ -96,7 +101,7 @@ def main(argv=None):
     all_threads = info["max_threads"]
     dtypes = ["float32", "float64"] if args.full else ["float32"]
     sizes = FULL_SIZES if args.full else QUICK_SIZES
-    cases = plan(dtypes, sizes, all_threads)
+    cases = plan(dtypes, sizes, all_threads) if args.rows != "only" else []
 
     sys.stderr.write("measuring the memory bound...\n")
     bound = roofline.measure(sorted({1, all_threads}))
@@ -119,32 +124,42 @@ def main(argv=None):
         del built
     progress(len(cases), len(cases), "done")
     sys.stderr.write("\n")
-    mem = memory.measure()
+    row_rows = []
+    if args.rows != "no":
+        row_rows = row_bench.measure(all_threads, repeats=args.repeats,
+                                     progress=lambda label: progress(0, 1, label))
+        sys.stderr.write("\n")
+    mem = memory.measure() if cases else None
     report.enrich(rows, bound)
-    met = targets.evaluate(rows, bound, all_threads, mem)
+    met = targets.evaluate(rows, bound, all_threads, mem) + row_bench.targets(row_rows)
 
     skipped = [f"{impl} ({INSTALL.get(impl, 'the compiled kernel')})"
                for impl in IMPLS if not available(impl)]
     meta = dict(date=datetime.date.today().isoformat(), machine=machine(),
-                command="python -m adamcore.bench" + (" --full" if args.full else ""),
+                command="python -m adamcore.bench" + (" --full" if args.full else "")
+                + (f" --rows {args.rows}" if args.rows != "yes" else ""),
                 adamcore=adamcore.__version__, build=info, not_measured=skipped)
     args.out.mkdir(parents=True, exist_ok=True)
-    report.write(args.out, meta, rows, bound, mem, met, all_threads, sizes)
-    plotted = report.plot(args.out / "results.png", rows, bound, all_threads, sizes)
+    report.write(args.out, meta, rows, bound, mem, met, all_threads, sizes, row_rows)
+    plotted = bool(rows) and report.plot(args.out / "results.png", rows, bound, all_threads,
+                                         sizes)
 
     print(f"{meta['command']} on {meta['machine']}, {meta['date']}")
     print("memory bound: " + ", ".join(f"{t}t {bw:.1f} GB/s" for t, bw in bound.items()))
-    for dtype in dtypes:
+    for dtype in dtypes if rows else ():
         for t in sorted({1, all_threads}):
             print(f"\n{dtype}, {t} thread(s), ns per element:")
             print("\n".join(report.summary_table(rows, dtype, t, sizes)))
+    if row_rows:
+        print("\nrow gradients, 1,000,000 x 64 float32 table, ms per step:")
+        print("\n".join(row_bench.table_lines(row_rows)))
     print("\nTargets:")
     print("\n".join(report.targets_table(met)))
     if skipped:
         print("\nnot measured, not installed: " + ", ".join(skipped))
     written = ["results.json", "results.md"] + (["results.png"] if plotted else [])
     print(f"\nwrote {', '.join(str(args.out / w) for w in written)}"
-          + ("" if plotted else " (pip install matplotlib for the plot)"))
+          + ("" if plotted or not rows else " (pip install matplotlib for the plot)"))
 
 
 if __name__ == "__main__":

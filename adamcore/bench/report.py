@@ -2,6 +2,7 @@
 
 import json
 
+from adamcore.bench import rows as row_bench
 from adamcore.bench.cases import IMPLS, LABELS, bytes_per_element
 
 ORDER = list(IMPLS)
@@ -74,11 +75,12 @@ def targets_table(targets):
     return lines
 
 
-def write(out_dir, meta, rows, roofline, memory, targets, all_threads, sizes):
+def write(out_dir, meta, rows, roofline, memory, targets, all_threads, sizes, row_grads=()):
     with open(out_dir / "results.json", "w") as f:
         json.dump({"meta": meta, "roofline_gb_per_s": roofline, "memory": memory,
                    "targets": [dict(target=t[0], measured=t[1], goal=t[2], holds=t[3])
-                               for t in targets], "rows": rows}, f, indent=1)
+                               for t in targets], "rows": rows,
+                   "row_gradients": list(row_grads)}, f, indent=1)
     md = [f"# adamcore benchmark, {meta['date']}", "",
           f"`{meta['command']}` on {meta['machine']}.", "",
           "Median time per step; a float32 step moves 28 bytes per element, float64 56. "
@@ -93,6 +95,10 @@ def write(out_dir, meta, rows, roofline, memory, targets, all_threads, sizes):
             if any(r["dtype"] == dtype for r in rows):
                 md += [f"## {dtype}, {t} thread{'s' * (t > 1)}: ns per element", ""]
                 md += summary_table(rows, dtype, t, sizes) + [""]
+    if row_grads:
+        md += ["## Row gradients: a 1,000,000 x 64 float32 embedding table, ms per step", "",
+               row_bench.__doc__.split("\n\n")[1].replace("\n", " "), ""]
+        md += row_bench.table_lines(row_grads) + [""]
     if memory:
         md += ["## Memory", "", "```", json.dumps(memory, indent=1), "```", ""]
     md += ["## Targets", ""] + targets_table(targets) + [""]
