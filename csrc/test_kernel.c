@@ -527,6 +527,71 @@ static int test_family(int top)
     return cases;
 }
 
+/* ---- row gradients (rows.c) ------------------------------------------------ */
+
+/* Coalescing sorts stably and refuses indices outside the table; the DENSE
+ * row step equals the dense step on the materialised gradient bit for bit,
+ * and the named-rows steps leave every other row untouched. */
+static void test_rows(int top)
+{
+    enum { N = 600, W = 37, K = 900 };
+    static int64_t idx[K], work[K], order[K], start[K + 1], uniq[K];
+    static float rows[K * W], dense_g[N * W], p0[N * W];
+    static float p[2][N * W], m[2][N * W], v[2][N * W];
+    int64_t n_unique = 0;
+    for (int i = 0; i < K; i++) idx[i] = (int64_t)((rnd() + 1.0) * 0.5 * (N / 3));
+    for (int i = 0; i < K * W; i++) rows[i] = (float)rnd();
+    for (int i = 0; i < N * W; i++) p0[i] = (float)rnd();
+    idx[7] = N;
+    CHECK(adamcore_rows_coalesce(idx, 8, K, N, work, order, start, uniq, &n_unique) ==
+              ADAMCORE_EINVAL, "index N accepted");
+    idx[7] = 0;
+    CHECK(adamcore_rows_coalesce(idx, 8, K, N, work, order, start, uniq, &n_unique) ==
+              ADAMCORE_OK, "coalesce");
+    for (int64_t i = 1; i < K; i++) {
+        const int64_t a = idx[order[i - 1]], b = idx[order[i]];
+        CHECK(a < b || (a == b && order[i - 1] < order[i]), "not a stable order at %lld",
+              (long long)i);
+    }
+    CHECK(start[0] == 0 && start[n_unique] == K, "segments");
+    for (int64_t u = 0; u < n_unique; u++)
+        CHECK(idx[order[start[u]]] == uniq[u] && (u == 0 || uniq[u - 1] < uniq[u]), "unique");
+    memset(dense_g, 0, sizeof(dense_g));  /* the gradient the rows stand for */
+    for (int64_t u = 0; u < n_unique; u++)
+        for (int64_t s = start[u]; s < start[u + 1]; s++)
+            for (int j = 0; j < W; j++) {
+                float *d = &dense_g[uniq[u] * W + j];
+                *d = s == start[u] ? rows[order[s] * W + j] : *d + rows[order[s] * W + j];
+            }
+    const adamcore_row_grad g = {rows, order, start, uniq, n_unique, W};
+    adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.1, 1.0, 3, 1, 0, 0, ADAMCORE_EPS_TORCH};
+    for (int level = 0; level <= top; level++) {
+        CHECK(adamcore_simd_set(level) == ADAMCORE_OK, "set level %d", level);
+        for (int threads = 1; threads <= 3; threads++) {
+            for (int a = 0; a < 2; a++) {
+                memcpy(p[a], p0, sizeof(p0));
+                memset(m[a], 0, sizeof(m[a]));
+                memset(v[a], 0, sizeof(v[a]));
+            }
+            adamcore_tensor t = {p[0], dense_g, {m[0], v[0], NULL}, N * W};
+            adamcore_table tab = {p[1], {m[1], v[1], NULL}, N};
+            CHECK(adamcore_adam_step_f32(&t, 1, &h, threads) == ADAMCORE_OK, "dense step");
+            CHECK(adamcore_adam_rows_f32(&tab, &g, &h, ADAMCORE_ROWS_DENSE, threads) ==
+                      ADAMCORE_OK, "DENSE row step");
+            CHECK(memcmp(p[0], p[1], sizeof(p0)) == 0 && memcmp(v[0], v[1], sizeof(p0)) == 0,
+                  "DENSE row step != dense step (level %d, %d threads)", level, threads);
+            memcpy(p[1], p0, sizeof(p0));
+            CHECK(adamcore_adam_rows_f32(&tab, &g, &h, ADAMCORE_ROWS_LAZY, threads) ==
+                      ADAMCORE_OK, "LAZY row step");
+            CHECK(memcmp(p[1] + (N / 3) * W, p0 + (N / 3) * W, (N - N / 3) * W * 4) == 0,
+                  "LAZY wrote a row not named");
+            CHECK(adamcore_adam_rows_f32(&tab, &g, &h, ADAMCORE_ROWS_SPARSE_ADAM, threads) ==
+                      ADAMCORE_EINVAL, "SparseAdam with weight decay accepted");
+        }
+    }
+    adamcore_simd_set(top);
+}
+
 int main(void)
 {
     const int top = adamcore_simd_supported();
@@ -553,6 +618,7 @@ int main(void)
                              threads, 2);
             }
     }
+    test_rows(top);
     test_family_invalid();
     const int family_cases = test_family(top);
     printf("%d Adam cases, %d family cases, %d failures\n", cases, family_cases, failures);
