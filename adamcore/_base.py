@@ -219,14 +219,8 @@ class Optimizer:
                 return self._step_rows(grads)
             scale = 1.0
             if self.max_grad_norm is not None or self.skip_nonfinite:
-                present = [i for i, g in enumerate(grads) if g is not None]
-                sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
-                                                   n_threads=self.n_threads, impl=self.impl)
-                if self.max_grad_norm is not None:
-                    self.last_grad_norm = math.sqrt(sumsq)
-                    scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-                if self.skip_nonfinite and nonfinite:
-                    self.skipped_steps += 1
+                scale = self._clip_scale(grads)
+                if scale is None:
                     return False
             if self._plan.groups is not self.param_groups:  # the list replaced: read it again
                 self._plan = self._new_plan(self._arrays)
@@ -235,6 +229,25 @@ class Optimizer:
             return True
         finally:
             lock.release()
+
+    def _clip_scale(self, grads, row_sums=()):
+        """The grads' clipping scale (1 without max_grad_norm), or None when
+        skip_nonfinite skips the step (counted in skipped_steps): one norm
+        pass over the dense grads, plus each row gradient's (sum of squares,
+        non-finite) in ``row_sums``."""
+        present = [i for i, g in enumerate(grads) if g is not None]
+        sumsq, nonfinite = clip.grad_sumsq([grads[i] for i in present], indices=present,
+                                           n_threads=self.n_threads, impl=self.impl)
+        for s, bad in row_sums:
+            sumsq, nonfinite = sumsq + s, nonfinite or bad
+        scale = 1.0
+        if self.max_grad_norm is not None:
+            self.last_grad_norm = math.sqrt(sumsq)
+            scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
+        if self.skip_nonfinite and nonfinite:
+            self.skipped_steps += 1
+            return None
+        return scale
 
     @_serialised
     def apply_gradients(self, grads_and_vars):
@@ -325,17 +338,9 @@ class Optimizer:
         coalesced = [rows.prepare(g, p.shape[0], impl) for _, p, g, _, _ in work]
         scale = 1.0
         if self.max_grad_norm is not None or self.skip_nonfinite:
-            present = [i for i, g in enumerate(dense) if g is not None]
-            sumsq, nonfinite = clip.grad_sumsq([dense[i] for i in present], indices=present,
-                                               n_threads=nt, impl=impl)
-            for (_, _, g, _, _), c in zip(work, coalesced):
-                s, bad = rows.grad_sumsq(g, c, nt, impl)
-                sumsq, nonfinite = sumsq + s, nonfinite or bad
-            if self.max_grad_norm is not None:
-                self.last_grad_norm = math.sqrt(sumsq)
-                scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-            if self.skip_nonfinite and nonfinite:
-                self.skipped_steps += 1
+            scale = self._clip_scale(dense, [rows.grad_sumsq(g, c, nt, impl)
+                                             for (_, _, g, _, _), c in zip(work, coalesced)])
+            if scale is None:
                 return False
         hypers = [_validate.check_group(kind, group) for _, _, _, group, _ in work]
         marks = [True if type(g) is RowGrad else g for g in grads]

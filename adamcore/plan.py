@@ -228,9 +228,10 @@ class Plan:
         return out
 
     def advance(self, stepped):
-        """Count one more step for the params ``stepped`` (a set of indices),
-        stepped outside a run (row gradients, adamcore.rows); rows only some
-        of whose params stepped are split as after a run."""
+        """Count one more step for the params ``stepped`` (a set of indices):
+        the run's contract (the NumPy run, and row gradients stepped outside
+        a run, adamcore.rows); rows only some of whose params stepped are
+        split."""
         partial = []
         for r, row in enumerate(self.rows):
             n = sum(i in stepped for i in row.indices)

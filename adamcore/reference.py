@@ -130,16 +130,7 @@ def run(plan, grads, scale, n_threads=None):
     if buckets is None:
         return False
     step_buckets(buckets, n_threads, plan.scratch)
-    partial = []
-    for r, row in enumerate(plan.rows):
-        present = sum(grads[i] is not None for i in row.indices)
-        if present == len(row.indices):
-            plan.steps[r] += 1
-            plan.first[r] = 0
-        elif present:
-            partial.append(r)
-    if partial:
-        plan.split(partial, grads)
+    plan.advance({i for i, g in enumerate(grads) if g is not None})
     return True
 
 

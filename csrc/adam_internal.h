@@ -47,7 +47,7 @@ ADAMCORE_DECLARE_CHUNKS(avx2)
 ADAMCORE_DECLARE_CHUNKS(avx512)
 #endif
 
-/* SparseAdam's chunk kernels (rows_simd.c), adamcore_chunk_fn's signature:
+/* SparseAdam's chunk kernels (adam_simd.c), adamcore_chunk_fn's signature:
  * vmax unused, variant = maximize. */
 #define ADAMCORE_DECLARE_SPARSE_CHUNKS(level)                                     \
     void adamcore_sparse_chunk_f32_##level(void *, const void *, void *, void *,  \

@@ -1,5 +1,5 @@
 /* torch.optim.SparseAdam's update of one row's elements, included once per
- * dtype by rows_simd.c with T, SUF and SQRT as for adam_body.h.
+ * dtype by adam_simd.c with T, SUF and SQRT as for adam_body.h.
  *
  * Design: torch writes each moment as old + (1-b)*(new - old) and takes
  * epsilon outside the bias correction (the scalars' "keras" form:
