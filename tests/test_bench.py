@@ -92,9 +92,13 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "SKIPS", (3, 16))
     monkeypatch.setattr(roofline, "PROBE_ELEMENTS", 1 << 16)
     monkeypatch.setattr(memory, "measure", lambda: small(n=256, steps=5))
+    monkeypatch.setattr(row_bench, "TABLE", (3000, 8))  # not 1M x 64: GBs per case
+    monkeypatch.setattr(row_bench, "LOOKUPS", (4096,))
     cli.main(["--repeats", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert "Targets:" in out and "memory bound" in out
+    assert "row gradients" in out and "4096 uniform lookups: sparse-adam speedup" in out
+    assert json.loads((tmp_path / "results.json").read_text())["row_gradients"]
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     impls = {r["impl"] for r in rows}
     assert {"textbook", "numpy", "c-functional", "c-adam"} <= impls

@@ -100,10 +100,12 @@ class RowCase:
             self._opt.step([g])
 
 
-def measure(all_threads, table=TABLE, lookups=LOOKUPS, repeats=7, progress=None):
+def measure(all_threads, table=None, lookups=None, repeats=7, progress=None):
     """Rows ``dict(impl, k, dist, threads, ns)`` for every case, each
-    (k, dist) group timed side by side."""
-    n_rows, width = table
+    (k, dist) group timed side by side; ``table`` (n_rows, width) and
+    ``lookups`` default to TABLE and LOOKUPS."""
+    n_rows, width = table or TABLE
+    lookups = lookups or LOOKUPS
     out, threads = [], sorted({1, all_threads})
     impls = [i for i in IMPLS if available(i)]
     rows_values = np.random.default_rng(2).standard_normal((max(lookups), width), np.float32)
