@@ -187,6 +187,28 @@ EVERY_SLOT_OPTIONS = {
 assert set(EVERY_SLOT_OPTIONS) == set(OPTIMIZERS), "a new kind needs EVERY_SLOT_OPTIONS here"
 
 
+# ---- row gradients (adamcore.rows) ------------------------------------------------
+
+def row_optimizer(semantics, params, **options):
+    """An optimizer whose RowGrads step with ``semantics`` (adamcore.rows.SEMANTICS)."""
+    import adamcore  # noqa: PLC0415 (helpers import before any test module)
+    if semantics == "sparse_adam":
+        return adamcore.SparseAdam(params, **options)
+    return adamcore.Adam(params, lazy=semantics == "lazy", **options)
+
+
+#: per semantics, option sets that reach every branch of its update
+ROW_OPTIONS = {
+    "sparse_adam": [dict(lr=1e-2), dict(lr=3e-3, betas=(0.5, 0.9), eps=1e-3, maximize=True)],
+    "lazy": [dict(lr=1e-2), dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
+             dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+             dict(lr=1e-2, eps_mode="keras")],
+    "dense": [dict(lr=1e-2), dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
+              dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+              dict(lr=1e-2, eps_mode="keras")],
+}
+
+
 def make_hyper(kind, **options):
     """``kind``'s hyper (adamcore.kinds) with ``options``, and neutral values
     (0, False, the first choice) for the fields not given."""

@@ -11,15 +11,20 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import adamcore  # noqa: E402
-from adamcore import _impl, functional, kinds  # noqa: E402
+from adamcore import _impl, functional, kinds, rows  # noqa: E402
 from adamcore.plan import Bucket  # noqa: E402
 from helpers import (  # noqa: E402
+    DTYPES,
+    ROW_OPTIONS,
     SIMD_LEVELS,
+    assert_optimizers_equal,
     assert_same_values,
     assert_unchanged,
     make_hyper,
+    random_values,
     ref_adam_step,
     requires_kernel,
+    row_optimizer,
     simd_level,
     snapshot,
 )
@@ -175,3 +180,42 @@ def test_optimizer_c_equals_numpy(data):
         for k in c.state[i]:
             if k != "step":
                 assert_same_values(c.state[i][k], n.state[i][k], f"state[{i}][{k!r}]")
+
+
+# ---- row gradients (adamcore.rows) ------------------------------------------------------------
+
+@st.composite
+def row_steps(draw):
+    """A table, a few RowGrads of random length, index dtype and duplication,
+    and the semantics, options, dtype and thread count they run with."""
+    dtype = draw(st.sampled_from(DTYPES))
+    n_rows, width = draw(st.integers(1, 300)), draw(st.integers(1, 40))
+    hot = draw(st.integers(1, n_rows))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    semantics = draw(st.sampled_from(list(rows.SEMANTICS)))
+    options = draw(st.sampled_from(ROW_OPTIONS[semantics]))
+    clip = draw(st.sampled_from([None, 0.1, 1e3]))
+    steps = [(draw(st.integers(0, 400)), draw(st.sampled_from([np.int32, np.int64])))
+             for _ in range(draw(st.integers(1, 4)))]
+    return dtype, n_rows, width, hot, seed, semantics, options, clip, steps, draw(
+        st.sampled_from([1, 2, 3]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row_steps())
+def test_any_row_steps_give_the_mirrors_bits(case):
+    dtype, n_rows, width, hot, seed, semantics, options, clip, steps, n_threads = case
+    rng = np.random.default_rng(seed)
+    w = random_values(rng, (n_rows, width), dtype, spread=False)
+    grads = [adamcore.RowGrad(rng.integers(0, hot, k).astype(index_dtype),
+                              random_values(rng, (k, width), dtype))
+             for k, index_dtype in steps]
+    opts = []
+    for impl in ("c", "numpy"):
+        opt = row_optimizer(semantics, [w.copy()], impl=impl, n_threads=n_threads,
+                            max_grad_norm=clip, **options)
+        for g in grads:
+            opt.step([g])
+        opts.append(opt)
+    assert_optimizers_equal(*opts)
+    assert opts[0].last_grad_norm == opts[1].last_grad_norm

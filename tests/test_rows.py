@@ -12,30 +12,12 @@ import pytest
 
 import adamcore
 from adamcore import rows as R
-from helpers import (DTYPES, IMPL_PARAMS, KERNEL, PARALLEL_MIN, SIMD_LEVELS, assert_bitwise_equal,
-                     assert_optimizer_snapshot_equal, assert_optimizers_equal, optimizer_snapshot,
-                     random_values, requires_kernel, run_in_threads, simd_level)
+from helpers import (DTYPES, IMPL_PARAMS, KERNEL, PARALLEL_MIN, ROW_OPTIONS, SIMD_LEVELS,
+                     assert_bitwise_equal, assert_optimizer_snapshot_equal,
+                     assert_optimizers_equal, optimizer_snapshot, random_values, requires_kernel,
+                     row_optimizer, run_in_threads, simd_level)
 
 SEMANTICS = list(R.SEMANTICS)
-
-
-def make_optimizer(semantics, params, **options):
-    """An optimizer whose RowGrads step with ``semantics``."""
-    if semantics == "sparse_adam":
-        return adamcore.SparseAdam(params, **options)
-    return adamcore.Adam(params, lazy=semantics == "lazy", **options)
-
-
-#: per semantics, option sets that reach every branch of its update
-OPTIONS = {
-    "sparse_adam": [dict(lr=1e-2), dict(lr=3e-3, betas=(0.5, 0.9), eps=1e-3, maximize=True)],
-    "lazy": [dict(lr=1e-2), dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
-             dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
-             dict(lr=1e-2, eps_mode="keras")],
-    "dense": [dict(lr=1e-2), dict(lr=1e-2, amsgrad=True, weight_decay=0.1),
-              dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
-              dict(lr=1e-2, eps_mode="keras")],
-}
 
 
 def row_grads(rng, n_rows, width, k, dtype, steps, hot=None):
@@ -123,8 +105,8 @@ def run_both(semantics, options, dtype, n_rows, width, k, steps, seed, n_threads
     grads = row_grads(rng, n_rows, width, k, dtype, steps, hot)
     out = []
     for impl in ("c", "numpy"):
-        opt = make_optimizer(semantics, [w.copy()], impl=impl, n_threads=n_threads,
-                             **options, **opt_kw)
+        opt = row_optimizer(semantics, [w.copy()], impl=impl, n_threads=n_threads,
+                            **options, **opt_kw)
         for g in grads:
             opt.step([g])
         out.append(opt)
@@ -136,7 +118,7 @@ def run_both(semantics, options, dtype, n_rows, width, k, steps, seed, n_threads
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("width", [1, 3, 17, 64, 700])  # 700 > the kernel's 512-element buffer
 def test_c_equals_the_numpy_mirror(semantics, dtype, width):
-    for o, options in enumerate(OPTIONS[semantics]):
+    for o, options in enumerate(ROW_OPTIONS[semantics]):
         c, ref = run_both(semantics, options, dtype, 300, width, 200, 4, seed=width + o, hot=60)
         assert_optimizers_equal(c, ref)
 
@@ -147,7 +129,7 @@ def test_c_equals_the_numpy_mirror(semantics, dtype, width):
 def test_every_thread_count_and_simd_level_gives_the_mirror_bits(semantics, dtype):
     n_rows, width = 3001, 37  # ~1460 distinct rows: above the serial threshold, split mid-row
     assert 1400 * width > 2 * PARALLEL_MIN
-    options = OPTIONS[semantics][1]
+    options = ROW_OPTIONS[semantics][1]
     _, ref = run_both(semantics, options, dtype, n_rows, width, 2000, 3, seed=5)
     ref_snap = optimizer_snapshot(ref)
     for level in SIMD_LEVELS:
@@ -163,7 +145,7 @@ def test_every_thread_count_and_simd_level_gives_the_mirror_bits(semantics, dtyp
 
 @pytest.mark.parametrize("impl", IMPL_PARAMS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("options", OPTIONS["dense"])
+@pytest.mark.parametrize("options", ROW_OPTIONS["dense"])
 def test_dense_semantics_is_the_dense_step_on_the_materialised_gradient(impl, dtype, options):
     rng = np.random.default_rng(3)
     n_rows, width = 500, 9
@@ -184,7 +166,7 @@ def test_absent_rows_stay_byte_identical(impl, semantics):
     rng = np.random.default_rng(4)
     w = table(rng, 400, 5, np.float32)
     before = w.copy()
-    opt = make_optimizer(semantics, [w], impl=impl, **OPTIONS[semantics][-1])
+    opt = row_optimizer(semantics, [w], impl=impl, **ROW_OPTIONS[semantics][-1])
     touched = np.zeros(400, bool)
     for g in row_grads(rng, 400, 5, 50, np.float32, 6, hot=200):
         opt.step([g])
@@ -222,7 +204,7 @@ def test_lazy_adam_is_adam_on_the_present_rows(impl, dtype):
 @pytest.mark.parametrize("semantics", SEMANTICS)
 def test_the_step_count_is_the_params_own_and_counts_empty_row_grads(impl, semantics):
     w = np.ones((10, 3), np.float32)
-    opt = make_optimizer(semantics, [w], impl=impl)
+    opt = row_optimizer(semantics, [w], impl=impl)
     empty = adamcore.RowGrad(np.zeros(0, np.int64), np.zeros((0, 3), np.float32))
     opt.step([empty])
     opt.step([None])
@@ -321,7 +303,7 @@ def test_clipping_uses_the_norm_of_the_coalesced_gradient(impl, semantics):
         opt.step([g])
         dense = [g.to_dense(60)]
     else:
-        opt = make_optimizer(semantics, params, impl=impl, max_grad_norm=0.5)
+        opt = row_optimizer(semantics, params, impl=impl, max_grad_norm=0.5)
         opt.step([g, gb])
         dense = [g.to_dense(60), gb]
     expected = np.sqrt(sum(float(np.sum(d * d)) for d in dense))
@@ -337,7 +319,7 @@ def test_clipping_uses_the_norm_of_the_coalesced_gradient(impl, semantics):
 @pytest.mark.parametrize("bad", ["nan", "inf", "overflow"])
 def test_skip_nonfinite_skips_a_step_whose_coalesced_rows_are_not_finite(impl, semantics, bad):
     w = np.ones((8, 2), np.float32)
-    opt = make_optimizer(semantics, [w], impl=impl, skip_nonfinite=True)
+    opt = row_optimizer(semantics, [w], impl=impl, skip_nonfinite=True)
     opt.step([adamcore.RowGrad(np.array([1]), np.ones((1, 2), np.float32))])
     snap = optimizer_snapshot(opt)
     rows = np.ones((2, 2), np.float32)
@@ -371,11 +353,11 @@ def test_a_checkpoint_continues_bitwise(tmp_path, impl, semantics):
     rng = np.random.default_rng(11)
     w = table(rng, 40, 6, np.float64)
     grads = row_grads(rng, 40, 6, 25, np.float64, 8, hot=30)
-    options = OPTIONS[semantics][1]
-    straight = make_optimizer(semantics, [w.copy()], impl=impl, **options)
+    options = ROW_OPTIONS[semantics][1]
+    straight = row_optimizer(semantics, [w.copy()], impl=impl, **options)
     for g in grads:
         straight.step([g])
-    first = make_optimizer(semantics, [w.copy()], impl=impl, **options)
+    first = row_optimizer(semantics, [w.copy()], impl=impl, **options)
     for g in grads[:4]:
         first.step([g])
     first.save(tmp_path / "opt.npz")
@@ -499,3 +481,4 @@ def test_threads_stepping_one_sparse_adam_lose_no_step():
         sequential.step(grads)
     run_in_threads(4, lambda k: [shared.step(grads) for _ in range(20)])
     assert_optimizers_equal(shared, sequential)
+
