@@ -47,20 +47,12 @@ ADAMCORE_DECLARE_CHUNKS(avx2)
 ADAMCORE_DECLARE_CHUNKS(avx512)
 #endif
 
-/* SparseAdam's chunk kernels (adam_simd.c), adamcore_chunk_fn's signature:
- * vmax unused, variant = maximize. */
-#define ADAMCORE_DECLARE_SPARSE_CHUNKS(level)                                     \
-    void adamcore_sparse_chunk_f32_##level(void *, const void *, void *, void *,  \
-                                           void *, int64_t, const void *, int);   \
-    void adamcore_sparse_chunk_f64_##level(void *, const void *, void *, void *,  \
-                                           void *, int64_t, const void *, int);
-
-ADAMCORE_DECLARE_SPARSE_CHUNKS(baseline)
-#ifdef ADAMCORE_X86
-ADAMCORE_DECLARE_SPARSE_CHUNKS(avx2)
-ADAMCORE_DECLARE_SPARSE_CHUNKS(avx512)
-#endif
-adamcore_chunk_fn adamcore_sparse_chunk_for(int level, int is_f64);
+/* The row step's loops (adam_simd.c), adamcore_chunk_fn's signature with the
+ * variant fixed (the argument is unused): the level's Adam loop of one
+ * variant without the alignment peel (NULL for a variant out of range), and
+ * SparseAdam's loop (sparse_adam_body.h; vmax unused). */
+adamcore_chunk_fn adamcore_row_loop_for(int level, int is_f64, int variant);
+adamcore_chunk_fn adamcore_sparse_loop_for(int level, int is_f64, int maximize);
 
 /* [*lo, *hi): run r of n_runs equal runs covering [0, total), with edges on
  * multiples of align; the static split every threaded loop here uses. */

@@ -18,6 +18,8 @@
 #define ADAMCORE_ALWAYS_INLINE inline __attribute__((always_inline))
 /* p, which the caller knows is n-byte aligned (as a void *). */
 #define ADAMCORE_ASSUME_ALIGNED(p, n) __builtin_assume_aligned(p, n)
+/* Ask for the cache line at p, to be written (rows.c). */
+#define ADAMCORE_PREFETCH_W(p) __builtin_prefetch(p, 1, 3)
 /* Relaxed atomic load and store of an int. */
 #define ADAMCORE_LOAD_INT_RELAXED(p) __atomic_load_n(p, __ATOMIC_RELAXED)
 #define ADAMCORE_STORE_INT_RELAXED(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
@@ -42,6 +44,7 @@
 #include <intrin.h>
 #define ADAMCORE_ALWAYS_INLINE __forceinline
 #define ADAMCORE_ASSUME_ALIGNED(p, n) ((void *)(p))
+#define ADAMCORE_PREFETCH_W(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 /* int and long are both 32-bit on Windows; the Interlocked calls are atomic
  * (and stronger than relaxed, which is allowed). */
 #define ADAMCORE_LOAD_INT_RELAXED(p) ((int)_InterlockedOr((volatile long *)(p), 0))
