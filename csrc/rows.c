@@ -9,10 +9,11 @@
  *   duplicated index are summed in input order: (r0 + r1) + r2 ...
  * - A step is one pass over the rows it updates, through the dense step's own
  *   loops (adam_body.h, resolved to the variant once per call: adam_simd.c;
- *   sparse_adam_body.h for SparseAdam): a row
- *   named once is stepped straight from its gradient row; a duplicated row is
- *   summed into a stack buffer of ROWS_BUF elements (in L1) piece by piece,
- *   each piece stepped as it is summed. ADAMCORE_ROWS_DENSE walks the whole
+ *   sparse_adam_body.h for SparseAdam), each row's lines asked for 8 rows
+ *   ahead: a row named once is stepped straight from its gradient row; a
+ *   duplicated row is summed into a stack buffer of ROWS_BUF elements (in
+ *   L1) piece by piece, each piece stepped as it is summed. ADAMCORE_ROWS_DENSE
+ *   walks the whole
  *   table PIECE elements at a time, the gradient of each piece zeros with the
  *   named rows written in, so it equals the dense step on the materialised
  *   gradient bit for bit and reads no dense grad from memory.
