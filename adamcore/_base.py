@@ -34,10 +34,11 @@ import numpy as np
 
 from adamcore import _alloc, _impl, _validate, checkpoint, clip, rows
 from adamcore.plan import Plan
-from adamcore.rows import RowGrad
+from adamcore.rowgrad import RowGrad
 
+# Asked only off the fast path (a run that does not cover the step, clipping).
 _has_row_grads = (_impl.kernel().has_row_grads if _impl.kernel() is not None
-                  else lambda grads, row_type: any(type(g) is row_type for g in grads))
+                  else lambda grads: any(type(g) is RowGrad for g in grads))
 
 
 def _serialised(method):
@@ -203,32 +204,38 @@ class Optimizer:
         lock = self.lock  # held by hand: a decorator would cost more than the lock
         lock.acquire()
         try:
-            n = len(self._params)
-            if type(grads) is not list:
-                if isinstance(grads, np.ndarray):
-                    if n != 1:
-                        raise TypeError(f"step() got one array but the optimizer has {n} params; "
-                                        "pass a list of grads in param order")
-                    grads = [grads]
-                else:
-                    grads = list(grads)
-            if len(grads) != n:
-                raise ValueError(f"expected {n} grads (one per param, None to skip), "
-                                 f"got {len(grads)}")
-            if self.KIND.reference is None or _has_row_grads(grads, RowGrad):
-                return self._step_rows(grads)
+            if type(grads) is not list or len(grads) != len(self._params):
+                grads = self._grad_list(grads)
             scale = 1.0
             if self.max_grad_norm is not None or self.skip_nonfinite:
+                if _has_row_grads(grads):
+                    return self._step_rows(grads)
                 scale = self._clip_scale(grads)
                 if scale is None:
                     return False
             if self._plan.groups is not self.param_groups:  # the list replaced: read it again
                 self._plan = self._new_plan(self._arrays)
             if not self._run(self._plan, grads, scale, self.n_threads):
-                self._step_general(grads, scale)
+                return self._step_general(grads, scale)
             return True
         finally:
             lock.release()
+
+    def _grad_list(self, grads):
+        """``step``'s grads as a list of one per param, or the error."""
+        n = len(self._params)
+        if type(grads) is not list:
+            if isinstance(grads, np.ndarray):
+                if n != 1:
+                    raise TypeError(f"step() got one array but the optimizer has {n} params; "
+                                    "pass a list of grads in param order")
+                grads = [grads]
+            else:
+                grads = list(grads)
+        if len(grads) != n:
+            raise ValueError(f"expected {n} grads (one per param, None to skip), "
+                             f"got {len(grads)}")
+        return grads
 
     def _clip_scale(self, grads, row_sums=()):
         """The grads' clipping scale (1 without max_grad_norm), or None when
@@ -301,9 +308,12 @@ class Optimizer:
         return fresh
 
     def _step_general(self, grads, scale):
-        """A step the plan does not cover: the missing state is created and
-        kept aside, a plan over it is built and run; both replace the old
-        ones only when the run succeeded, so a refused step changes nothing."""
+        """A step the plan does not cover: row gradients (``_step_rows``), or
+        the missing state is created and kept aside, a plan over it is built
+        and run; both replace the old ones only when the run succeeded, so a
+        refused step changes nothing. Returns True."""
+        if _has_row_grads(grads):  # the run does not take row gradients
+            return self._step_rows(grads)
         kind = self.KIND
         for group in self.param_groups:  # before the state they size is made
             hyper = kind.hyper_from(group)
@@ -314,6 +324,7 @@ class Optimizer:
         if not self._run(plan, grads, scale, self.n_threads):
             raise RuntimeError("adamcore internal error: a new plan does not cover its step")
         self._arrays, self._plan = arrays, plan
+        return True
 
     def _step_rows(self, grads):
         """A step with row gradients (adamcore.rows) among the grads: every

@@ -31,6 +31,7 @@ import numpy as np
 
 from adamcore import _validate, kinds
 from adamcore.plan import Bucket, Kind, check_buckets
+from adamcore.rowgrad import RowGrad
 
 cnp.import_array()
 

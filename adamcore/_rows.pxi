@@ -133,11 +133,10 @@ def rows_sumsq(rows, order, start, unique, n_threads=None):
     return total, bool(nonfinite)
 
 
-def has_row_grads(list grads, row_type):
-    """Whether any of ``grads`` is a ``row_type`` (adamcore.RowGrad): the
-    step's one test for the row path, at C speed."""
+def has_row_grads(list grads):
+    """Whether any of ``grads`` is an adamcore.RowGrad, at C speed."""
     cdef Py_ssize_t i
     for i in range(len(grads)):
-        if type(grads[i]) is row_type:
+        if type(grads[i]) is RowGrad:
             return True
     return False

@@ -106,7 +106,8 @@ def run(plan, grads, scale, n_threads=None):
     """Step ``plan`` (adamcore.plan.Plan) with ``grads`` (a list, one per
     param, None to skip) scaled by ``scale``, under the plan's contract
     (adamcore.plan); False, with nothing done, when the plan does not cover
-    this step. adamcore.reference.run is the same in NumPy."""
+    this step (row gradients among the grads included). adamcore.reference.run
+    is the same in NumPy."""
     cdef _Compiled c = plan.compiled if type(plan.compiled) is _Compiled else None
     cdef object steps_array, first_array  # held: the kernels run without the GIL
     cdef Py_ssize_t g, r, e, row = 0, begin, n_spans = 0
@@ -167,6 +168,8 @@ def run(plan, grads, scale, n_threads=None):
         ok = ok and _step_disjoint(w.keys, w.keys + 4 * w.n, n_spans, w.keys + 8 * w.n,
                                    w.keys + 9 * w.n, row, w.keys + 10 * w.n, c.spans)
         if not ok:
+            if has_row_grads(grads):  # stepped by adamcore.rows, not a run
+                return False
             check_buckets(plan.buckets(grads, scale), n_threads)
             raise RuntimeError("adamcore internal error: the C checks refused a step that "
                                "adamcore._validate accepts")

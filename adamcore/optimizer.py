@@ -104,6 +104,12 @@ class SparseAdam(_base.Optimizer):
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
+    def step(self, grads):
+        """Step every param whose grad (a RowGrad) is not None; see the class
+        docstring and ``Adam.step`` (the same return value)."""
+        with self.lock:
+            return self._step_rows(self._grad_list(grads))
+
     def add_param_group(self, param_group):
         params = param_group.get("params") if isinstance(param_group, dict) else None
         for p in [params] if hasattr(params, "ndim") else (params or ()):

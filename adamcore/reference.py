@@ -17,6 +17,7 @@ import numpy as np
 
 from adamcore import _validate
 from adamcore.plan import check_buckets
+from adamcore.rowgrad import RowGrad
 
 def adam_scalars(hyper, step, grad_scale, dtype):
     """Per-step scalars in double, cast once to ``dtype`` (see adam_step.c)."""
@@ -126,6 +127,8 @@ def run(plan, grads, scale, n_threads=None):
         raise TypeError(f"grads must be a list of {plan.n_params} arrays or None")
     _validate.check_grad_scale(scale)
     _validate.check_n_threads(n_threads)
+    if any(type(g) is RowGrad for g in grads):  # stepped by adamcore.rows, not a run
+        return False
     buckets = plan.buckets(grads, scale)
     if buckets is None:
         return False
