@@ -31,7 +31,7 @@ import numpy as np
 
 from adamcore import _validate, kinds
 from adamcore.plan import Bucket, Kind, check_buckets
-from adamcore.rowgrad import RowGrad
+from adamcore.rowgrad import Coalesced, RowGrad
 
 cnp.import_array()
 

@@ -12,20 +12,22 @@ cdef cnp.ndarray _c_array(object a, str name, int typenum, bint writeable):
     return <cnp.ndarray>a
 
 
-cdef adamcore_row_grad _row_grad(object rows, object order, object start, object unique,
-                                 int typenum) except *:
-    """The C view of a coalesced row gradient (adamcore.rows.Coalesced)."""
+cdef adamcore_row_grad _row_grad(object rows, object coalesced, int typenum) except *:
+    """The C view of rows in their coalesced order (adamcore.rowgrad.Coalesced)."""
     cdef adamcore_row_grad g
+    if type(coalesced) is not Coalesced:
+        raise TypeError(f"coalesced must be an adamcore.rowgrad.Coalesced, got "
+                        f"{type(coalesced).__name__}")
     cdef cnp.ndarray r = _c_array(rows, "rows", typenum, False)
-    cdef cnp.ndarray o = _c_array(order, "order", cnp.NPY_INT64, False)
-    cdef cnp.ndarray s = _c_array(start, "start", cnp.NPY_INT64, False)
-    cdef cnp.ndarray u = _c_array(unique, "unique", cnp.NPY_INT64, False)
+    cdef cnp.ndarray o = _c_array(coalesced.order, "order", cnp.NPY_INT64, False)
+    cdef cnp.ndarray s = _c_array(coalesced.start, "start", cnp.NPY_INT64, False)
+    cdef cnp.ndarray u = _c_array(coalesced.unique, "unique", cnp.NPY_INT64, False)
     cdef Py_ssize_t k = cnp.PyArray_DIM(r, 0) if cnp.PyArray_NDIM(r) == 2 else -1
     cdef const int64_t *op
     cdef Py_ssize_t i
     if (k < 0 or cnp.PyArray_SIZE(o) != k or cnp.PyArray_SIZE(s) != cnp.PyArray_SIZE(u) + 1
             or cnp.PyArray_SIZE(u) > k):
-        raise ValueError("rows, order, start and unique do not form a coalesced row gradient")
+        raise ValueError("rows and their Coalesced order do not match in length")
     op = <const int64_t *>cnp.PyArray_DATA(o)
     for i in range(k):  # rows.c reads rows[order[i]] unchecked
         if not 0 <= op[i] < k:
@@ -39,7 +41,7 @@ cdef adamcore_row_grad _row_grad(object rows, object order, object start, object
 
 
 def rows_coalesce(indices, int64_t n_rows):
-    """(order, start, unique) of ``indices`` (1-D int32 or int64), as
+    """The Coalesced order of ``indices`` (1-D int32 or int64), as
     adamcore.rows.coalesce; ValueError if an index is outside [0, n_rows)."""
     cdef cnp.ndarray ix
     cdef int index_bytes, status
@@ -62,11 +64,11 @@ def rows_coalesce(indices, int64_t n_rows):
         status = adamcore_rows_coalesce(data, index_bytes, k, n_rows, w, o, s, u, &n_unique)
     if status != ADAMCORE_OK:
         raise ValueError(f"an index is outside [0, {n_rows})")
-    return order, start[:n_unique + 1], unique[:n_unique]
+    return Coalesced(order, start[:n_unique + 1], unique[:n_unique])
 
 
-def rows_step(int mode, param, exp_avg, exp_avg_sq, max_exp_avg_sq, rows, order, start, unique,
-              hyper, int64_t step, double grad_scale, n_threads):
+def rows_step(int mode, param, exp_avg, exp_avg_sq, max_exp_avg_sq, rows, coalesced, hyper,
+              int64_t step, double grad_scale, n_threads):
     """One row step of a 2-D table (csrc/adamcore.h: adamcore_adam_rows_*)
     with ``hyper`` an adamcore.kinds.AdamHyper; adamcore.rows.reference_step
     is the same in NumPy."""
@@ -88,7 +90,7 @@ def rows_step(int mode, param, exp_avg, exp_avg_sq, max_exp_avg_sq, rows, order,
     if step < 1:
         raise ValueError("step must be >= 1")
     _set_step(ADAMCORE_ADAM, &h, step, grad_scale, False)
-    g = _row_grad(rows, order, start, unique, typenum)
+    g = _row_grad(rows, coalesced, typenum)
     if g.width != cnp.PyArray_DIM(p, 1):
         raise ValueError("rows and param differ in width")
     t.param, t.n_rows = cnp.PyArray_DATA(p), cnp.PyArray_DIM(p, 0)
@@ -111,7 +113,7 @@ def rows_step(int mode, param, exp_avg, exp_avg_sq, max_exp_avg_sq, rows, order,
                          "or amsgrad")
 
 
-def rows_sumsq(rows, order, start, unique, n_threads=None):
+def rows_sumsq(rows, coalesced, n_threads=None):
     """(sum of squares, any NaN or inf) of the coalesced gradient, as
     adamcore.rows.sumsq: the same bits for any thread count."""
     cdef int nt = resolve_n_threads(n_threads), status, nonfinite = 0
@@ -120,7 +122,7 @@ def rows_sumsq(rows, order, start, unique, n_threads=None):
     cdef adamcore_row_grad g
     if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
         raise TypeError("rows must be a float32 or float64 array")
-    g = _row_grad(rows, order, start, unique, typenum)
+    g = _row_grad(rows, coalesced, typenum)
     work = np.empty(max(adamcore_rows_norm_blocks(&g), 1), np.float64)
     cdef double *w = <double *>cnp.PyArray_DATA(<cnp.ndarray>work)
     with nogil:

@@ -1,7 +1,10 @@
-"""``RowGrad``: a 2-D param's gradient as (indices, rows), the step
-protocol's type for row gradients (stepped by adamcore.rows). Its own module
-so that every layer (the binding, the reference, the optimizers) can know
-the type without importing the row step."""
+"""The types of row gradients: ``RowGrad``, a 2-D param's gradient as
+(indices, rows), and ``Coalesced``, its order once duplicates are merged
+(see adamcore.rows, which steps them). Their own module, so that every layer
+(the binding, the reference, the optimizers) can know them without
+importing the row step."""
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,3 +55,14 @@ class RowGrad:
         out = np.zeros((n_rows, self.rows.shape[1]), self.rows.dtype)
         out[c.unique] = rows.summed_rows(self.rows, c)
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class Coalesced:
+    """A RowGrad's coalesced order, int64 arrays: ``order`` the rows'
+    positions in coalesced order, ``start`` each distinct index's first
+    position in ``order`` (then K), ``unique`` the distinct indices,
+    ascending (adamcore.rows: coalesce)."""
+    order: np.ndarray
+    start: np.ndarray
+    unique: np.ndarray

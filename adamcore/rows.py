@@ -44,15 +44,7 @@ import numpy as np
 from adamcore import _impl, reference
 from adamcore.kinds import ADAM, SPARSE_ADAM as SPARSE_ADAM_KIND, AdamHyper, SparseAdamHyper
 
-from adamcore.rowgrad import RowGrad  # noqa: F401 (re-exported: the type this module steps)
-
-@dataclass(frozen=True, eq=False)
-class Coalesced:
-    """A RowGrad's coalesced order (see the module docstring): int64 arrays."""
-    order: np.ndarray
-    start: np.ndarray
-    unique: np.ndarray
-
+from adamcore.rowgrad import Coalesced, RowGrad  # noqa: F401 (RowGrad: re-exported)
 
 @dataclass(frozen=True)
 class Semantics:
@@ -214,7 +206,7 @@ def prepare(grad, n_rows, impl):
     if k is None:
         return coalesce(grad.indices, n_rows)
     try:
-        return Coalesced(*k.rows_coalesce(grad.indices, n_rows))
+        return k.rows_coalesce(grad.indices, n_rows)
     except ValueError:
         check_range(grad.indices, n_rows)  # names the index
         raise
@@ -224,7 +216,7 @@ def grad_sumsq(grad, c, n_threads, impl):
     k = _kernel_or_none(impl)
     if k is None:
         return sumsq(grad.rows, c)
-    return k.rows_sumsq(grad.rows, c.order, c.start, c.unique, n_threads)
+    return k.rows_sumsq(grad.rows, c, n_threads)
 
 
 def step(semantics, param, states, grad, c, hyper, step_count, grad_scale, n_threads, impl):
@@ -234,5 +226,5 @@ def step(semantics, param, states, grad, c, hyper, step_count, grad_scale, n_thr
     if k is None:
         reference_step(semantics, param, states, grad, c, hyper, step_count, grad_scale)
     else:
-        k.rows_step(semantics.code, param, *states, grad.rows, c.order, c.start, c.unique,
-                    hyper, step_count, grad_scale, n_threads)
+        k.rows_step(semantics.code, param, *states, grad.rows, c, hyper, step_count, grad_scale,
+                    n_threads)

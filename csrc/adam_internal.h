@@ -54,6 +54,17 @@ ADAMCORE_DECLARE_CHUNKS(avx512)
 adamcore_chunk_fn adamcore_row_loop_for(int level, int is_f64, int variant);
 adamcore_chunk_fn adamcore_sparse_loop_for(int level, int is_f64, int maximize);
 
+/* The norm's lanes (grad_norm.c, rows.c): a block's elements accumulate in
+ * ADAMCORE_NORM_LANES doubles, summed at the end in this fixed pairwise tree,
+ * so every vector width performs the same additions. */
+#define ADAMCORE_NORM_LANES 16
+static ADAMCORE_ALWAYS_INLINE double adamcore_fold_lanes(double *acc)
+{
+    for (int w = ADAMCORE_NORM_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
 /* [*lo, *hi): run r of n_runs equal runs covering [0, total), with edges on
  * multiples of align; the static split every threaded loop here uses. */
 static inline void adamcore_run_bounds(int64_t r, int64_t n_runs, int64_t total,

@@ -48,11 +48,11 @@ ADAM_DEFINE_LEVEL(avx512, ADAMCORE_TARGET_AVX512)
 
 /* The row step's loops (rows.c), Adam's and SparseAdam's: one function per
  * variant, resolved once per call, with no alignment peel or variant switch
- * per row. A named row is
- * a few hundred bytes, so these per-call instructions are a large part of a
- * row's and limit how many rows' cache misses the core overlaps: on a 1M x 64
+ * per row. A named row is a few hundred bytes, so these per-call
+ * instructions are a large part of a row's and limit how many rows' cache misses the core overlaps: on a 1M x 64
  * float32 table, 4096 scattered rows took ~1.07 ms through the chunk kernel
- * and ~0.75 ms through the variant's loop (csrc/rows.c; kernel only, 1 thread). */
+ * and ~0.75 ms through the variant's loop (kernel only, 1 thread: the
+ * measurement of tools/ab_rows.py). */
 #define ROW_LOOP(SUF, T, level, attr, mx, ams, wd)                                   \
     attr static void row_loop_##SUF##_##level##_##mx##ams##wd(                       \
         void *p, const void *g, void *m, void *v, void *vmax, int64_t n,             \

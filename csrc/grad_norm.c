@@ -20,7 +20,7 @@
 #include "adam_internal.h"
 #include "omp_compat.h"
 
-#define LANES 16
+#define LANES ADAMCORE_NORM_LANES
 
 #define DEFINE_BLOCK(T, SUF)                                                        \
     static ADAMCORE_ALWAYS_INLINE double block_##SUF(const T *x, int64_t n)         \
@@ -36,9 +36,7 @@
             const double v = (double)x[i + j];                                      \
             acc[j] += v * v;                                                        \
         }                                                                           \
-        for (int w = LANES / 2; w >= 1; w /= 2)                                     \
-            for (int j = 0; j < w; j++) acc[j] += acc[j + w];                       \
-        return acc[0];                                                              \
+        return adamcore_fold_lanes(acc);                                             \
     }
 DEFINE_BLOCK(float, f32)
 DEFINE_BLOCK(double, f64)

@@ -173,9 +173,9 @@ static void prefetch_row(const rows_job *j, int64_t u)
  * over the table, so each is a cache miss the hardware prefetcher cannot
  * foresee, and a few rows' worth of instructions fill the core's window:
  * asking for the rows PREFETCH_AHEAD ahead overlaps more misses (1M x 64
- * float32, 4096 rows, 1 thread, kernel only, A/B interleaved: lazy 0.84 ->
- * 0.69 ms, SparseAdam 1.11 -> 0.83 ms at 8 ahead; 4 to 16 measured alike,
- * 32 worse). The hardware prefetcher streams the rest of a wide row. */
+ * float32, 4096 rows, 1 thread, kernel only, interleaved as in
+ * tools/ab_rows.py: lazy 0.84 -> 0.69 ms, SparseAdam 1.11 -> 0.83 ms at 8
+ * ahead; 4 to 16 measured alike, 32 worse). The hardware prefetcher streams the rest of a wide row. */
 static void run_named(const void *ctx, int64_t lo, int64_t hi)
 {
     const rows_job *j = (const rows_job *)ctx;
@@ -288,7 +288,7 @@ int adamcore_adam_rows_f64(const adamcore_table *table, const adamcore_row_grad 
 
 /* ---- the coalesced gradient's norm ----------------------------------------- */
 
-#define LANES 16
+#define LANES ADAMCORE_NORM_LANES
 
 int64_t adamcore_rows_norm_blocks(const adamcore_row_grad *g)
 {
@@ -321,9 +321,7 @@ int64_t adamcore_rows_norm_blocks(const adamcore_row_grad *g)
             }                                                                         \
             e += n;                                                                   \
         }                                                                             \
-        for (int s = LANES / 2; s >= 1; s /= 2)                                       \
-            for (int l = 0; l < s; l++) acc[l] += acc[l + s];                         \
-        return acc[0];                                                                \
+        return adamcore_fold_lanes(acc);                                             \
     }
 DEFINE_ROWS_BLOCK(float, f32)
 DEFINE_ROWS_BLOCK(double, f64)
