@@ -33,6 +33,7 @@ def test_fuzz_binding_seeded_random():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
-def test_fuzz_binding_atheris():
-    out = run_target(f"-max_total_time={SECONDS}", "-seed=1")
+def test_fuzz_binding_atheris(tmp_path):
+    # a crash or OOM reproducer goes to the test's folder, not the working directory
+    out = run_target(f"-max_total_time={SECONDS}", "-seed=1", f"-artifact_prefix={tmp_path}/")
     assert "Done " in out, out[-3000:]
