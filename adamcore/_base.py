@@ -221,6 +221,16 @@ class Optimizer:
         finally:
             lock.release()
 
+    def _step_scaled(self, grads, scale):
+        """``step`` past its clipping: ``grads`` one per param, ``scale`` the
+        clipping scale decided by the caller (adamcore.distributed takes the
+        norm across processes). The caller holds the lock."""
+        if self._plan.groups is not self.param_groups:
+            self._plan = self._new_plan(self._arrays)
+        if not self._run(self._plan, grads, scale, self.n_threads):
+            return self._step_general(grads, scale)
+        return True
+
     def _grad_list(self, grads):
         """``step``'s grads as a list of one per param, or the error."""
         n = len(self._params)

@@ -42,6 +42,9 @@ cdef extern from "adamcore.h" nogil:
     int64_t adamcore_norm_blocks(const adamcore_array *, int64_t)
     int adamcore_sumsq_f32(const adamcore_array *, int64_t, double *, int, double *, int *)
     int adamcore_sumsq_f64(const adamcore_array *, int64_t, double *, int, double *, int *)
+    int adamcore_rank_sum_f32(const float *, int64_t, int64_t, int64_t, float, float *, int)
+    int adamcore_rank_sum_f64(const double *, int64_t, int64_t, int64_t, double, double *,
+                              int)
     int adamcore_openmp_enabled()
     int adamcore_max_threads()
 

@@ -15,6 +15,7 @@ reference (adamcore.reference) refuse alike. The modules, one job each:
 - _runner.pxi    the step: ``run(plan, ...)`` and ``step_buckets(buckets, ...)``
 - _norm.pxi      gradient norms
 - _rows.pxi      row gradients: coalescing, the row step, their norm
+- _exchange.pxi  the ordered sum of adamcore.distributed's reduce-scatter
 - _probe.pxi     the roofline probe
 """
 
@@ -43,4 +44,5 @@ include "_tables.pxi"
 include "_runner.pxi"
 include "_norm.pxi"
 include "_rows.pxi"
+include "_exchange.pxi"
 include "_probe.pxi"

@@ -39,7 +39,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "read", "write"]
 
 FORMAT = "adamcore-checkpoint"
 VERSION = 1
@@ -69,7 +69,6 @@ def save(opt, path):
     and, at worst, a stray ``.<name>.*.tmp`` file beside it. The live state
     arrays are written as they are, without copies.
     """
-    path = os.fspath(path)
     params = [p for group in opt.param_groups for p in group["params"]]
     groups, lo = [], 0
     for group in opt.param_groups:
@@ -78,11 +77,24 @@ def save(opt, path):
                        "params": list(range(lo, hi))})
         lo = hi
     state = opt.state
+    write(path, type(opt).__name__, opt.defaults, params, groups,
+          {i: state[i] for i in sorted(state)})
+
+
+def write(path, optimizer, defaults, params, param_groups, state, layout=None):
+    """Write a checkpoint of the format above: ``optimizer`` the class name,
+    ``params`` the params (or anything with their ``shape`` and ``dtype``),
+    ``param_groups`` as ``state_dict()`` gives them, ``state`` ``{i: {"step":
+    int, key: array}}``. ``layout`` (adamcore.distributed: how the state was
+    sharded) is stored in the metadata for information; readers ignore it."""
+    path = os.fspath(path)
     ids = sorted(state)
-    metadata = {"format": FORMAT, "version": VERSION, "optimizer": type(opt).__name__,
-                "defaults": opt.defaults,
+    metadata = {"format": FORMAT, "version": VERSION, "optimizer": optimizer,
+                "defaults": defaults,
                 "params": [{"shape": list(p.shape), "dtype": str(p.dtype)} for p in params],
-                "param_groups": groups, "state": ids}
+                "param_groups": param_groups, "state": ids}
+    if layout is not None:
+        metadata["layout"] = layout
     arrays = {"steps": np.array([state[i]["step"] for i in ids], np.int64)}
     for i in ids:
         arrays.update({f"state.{i}.{k}": a for k, a in state[i].items() if k != "step"})
@@ -139,7 +151,26 @@ def load(cls, path, params, **kwargs):
     dtype, group sizes). ``FileNotFoundError`` and other errors opening the
     file pass through unchanged.
     """
-    metadata, state_dict = _read(path)
+    metadata, state_dict = read(path)
+    defaults = saved_defaults(cls, path, metadata, kwargs)
+    sizes = [len(g["params"]) for g in metadata["param_groups"]]
+    accepted = inspect.signature(cls).parameters  # AdamW fixes decoupled_weight_decay
+    opt = cls(grouped(path, params, sizes), **kwargs,
+              **{k: v for k, v in defaults.items() if k in accepted})
+    if json.loads(json.dumps(opt.defaults, default=_plain)) != defaults:
+        raise ValueError(f"{path}: the checkpoint's defaults {defaults} are not those of a "
+                         f"{cls.__name__}")
+    check_params_fit(path, params_of(opt), metadata["params"])
+    try:
+        opt.load_state_dict(state_dict)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return opt
+
+
+def saved_defaults(cls, path, metadata, kwargs):
+    """The checkpoint's defaults, checked to be ``cls``'s and not also in the
+    constructor's ``kwargs``."""
     saved_cls = metadata["optimizer"]
     if saved_cls != cls.__name__:
         raise ValueError(f"{path}: saved from {saved_cls}, not {cls.__name__} (their "
@@ -149,22 +180,14 @@ def load(cls, path, params, **kwargs):
     if clash:
         raise TypeError(f"{cls.__name__}.load() takes {clash} from the checkpoint; "
                         "change param_groups after loading instead")
-    sizes = [len(g["params"]) for g in metadata["param_groups"]]
-    accepted = inspect.signature(cls).parameters  # AdamW fixes decoupled_weight_decay
-    opt = cls(_grouped(path, params, sizes), **kwargs,
-              **{k: v for k, v in defaults.items() if k in accepted})
-    if json.loads(json.dumps(opt.defaults, default=_plain)) != defaults:
-        raise ValueError(f"{path}: the checkpoint's defaults {defaults} are not those of a "
-                         f"{cls.__name__}")
-    _check_params_fit(path, opt, metadata["params"])
-    try:
-        opt.load_state_dict(state_dict)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from exc
-    return opt
+    return defaults
 
 
-def _grouped(path, params, sizes):
+def params_of(opt):
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def grouped(path, params, sizes):
     """A flat list of arrays split into groups of ``sizes``; anything else as
     it is (group dicts are checked by load_state_dict, a lone array or other
     wrong type by the constructor)."""
@@ -179,9 +202,8 @@ def _grouped(path, params, sizes):
     return [{"params": params[lo:hi]} for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _check_params_fit(path, opt, saved):
+def check_params_fit(path, params, saved):
     """Every param has the saved shape and dtype, those without state included."""
-    params = [p for group in opt.param_groups for p in group["params"]]
     if len(params) != len(saved):
         raise ValueError(f"{path}: the checkpoint holds {len(saved)} params, got {len(params)}")
     for i, (p, s) in enumerate(zip(params, saved)):
@@ -191,7 +213,7 @@ def _check_params_fit(path, opt, saved):
                              f"shape {tuple(s.get('shape') or ())}")
 
 
-def _read(path):
+def read(path):
     """(metadata, state_dict) from the file at ``path``."""
     with open(path, "rb") as f:  # a missing or unreadable file is the caller's error
         try:

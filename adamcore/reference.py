@@ -141,13 +141,13 @@ NORM_BLOCK = 2048  # csrc/adamcore.h: ADAMCORE_NORM_BLOCK
 _LANES = 16
 
 
-def grad_sumsq(arrays):
-    """(sum of squares in double, any element NaN or inf) of arrays of one
-    dtype, with csrc/grad_norm.c's very additions: per block of NORM_BLOCK
-    elements, 16 lanes summed row by row, the lanes combined pairwise, the
-    block sums added in order. Bitwise equal to the kernel. Blocks are padded
-    with zeros, which is exact: every lane sum is a sum of squares (>= +0)."""
-    total = 0.0
+def grad_block_sums(arrays):
+    """(block sums, any element NaN or inf): csrc/grad_norm.c's very additions
+    per block of NORM_BLOCK elements (16 lanes summed row by row, the lanes
+    combined pairwise), one float64 sum per block, the arrays' blocks in
+    order. Bitwise equal to the kernel's. Blocks are padded with zeros, which
+    is exact: every lane sum is a sum of squares (>= +0)."""
+    sums = []
     with np.errstate(over="ignore", invalid="ignore"):  # inf and NaN are reported
         for a in arrays:
             x = _flat(a)
@@ -162,10 +162,37 @@ def grad_sumsq(arrays):
             while w >= 1:
                 acc[:, :w] += acc[:, w:2 * w]
                 w //= 2
-            for s in acc[:, 0].tolist():  # block order
-                total += s
-    nonfinite = not math.isfinite(total) and not all(np.isfinite(a).all() for a in arrays)
-    return total, nonfinite
+            sums.append(acc[:, 0])
+    sums = np.concatenate(sums) if sums else np.zeros(0)
+    nonfinite = not np.isfinite(sums).all() and not all(np.isfinite(a).all() for a in arrays)
+    return sums, nonfinite
+
+
+def fold_block_sums(sums):
+    """The block sums added one at a time in block order, as the kernel adds
+    them (a Python float loop: NumPy's sum is pairwise)."""
+    total = 0.0
+    for s in sums.tolist():
+        total += s
+    return total
+
+
+def grad_sumsq(arrays):
+    """(sum of squares in double, any element NaN or inf) of arrays of one
+    dtype, bitwise equal to the kernel: the block sums added in order."""
+    sums, nonfinite = grad_block_sums(arrays)
+    return fold_block_sums(sums), nonfinite
+
+
+def rank_sum(recv, out, scale):
+    """csrc/rank_sum.c: out = (recv[0, :n] + recv[1, :n] + ..., in row order)
+    * scale in recv's dtype, n = out.size, one addition at a time."""
+    n = out.size
+    np.copyto(out, recv[0, :n])
+    for row in recv[1:]:
+        np.add(out, row[:n], out=out)
+    if scale != 1.0:
+        np.multiply(out, out.dtype.type(scale), out=out)
 
 
 # ---- the optimizer family (csrc/family_body.h) ------------------------------

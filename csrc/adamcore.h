@@ -208,6 +208,15 @@ int adamcore_rows_sumsq_f32(const adamcore_row_grad *grad, double *work, int n_t
 int adamcore_rows_sumsq_f64(const adamcore_row_grad *grad, double *work, int n_threads,
                             double *out_sumsq, int *out_nonfinite);
 
+/* The ordered sum of a reproducible reduce-scatter (rank_sum.c): out[i] =
+ * (((recv[0*stride + i] + recv[1*stride + i]) + ...) + recv[(n_ranks-1)*stride
+ * + i]) * scale for i < n, in rank order for any thread count and SIMD level.
+ * out may not overlap recv. */
+int adamcore_rank_sum_f32(const float *recv, int64_t n_ranks, int64_t stride, int64_t n,
+                          float scale, float *out, int n_threads);
+int adamcore_rank_sum_f64(const double *recv, int64_t n_ranks, int64_t stride, int64_t n,
+                          double scale, double *out, int n_threads);
+
 /* Memory-bandwidth probe with the Adam step's access pattern (stream_probe.c):
  * p += g; m += g; v += g over n float32 elements, split like a step. */
 int adamcore_stream_probe_f32(float *p, const float *g, float *m, float *v, int64_t n,

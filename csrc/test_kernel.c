@@ -592,6 +592,47 @@ static void test_rows(int top)
     adamcore_simd_set(top);
 }
 
+/* rank_sum.c: the rank-ordered sum, against the plain loop, for thread
+ * counts across the serial threshold, and its refusals. */
+static void test_rank_sum(void)
+{
+    const int64_t ranks = 3, stride = 3 * ADAMCORE_PARALLEL_MIN + 41, n = stride - 7;
+    float *recv = malloc(ranks * stride * sizeof(float)), *out = malloc(stride * sizeof(float));
+    double *recv64 = malloc(ranks * stride * sizeof(double)), *out64 = malloc(stride * sizeof(double));
+    for (int64_t i = 0; i < ranks * stride; i++) {
+        recv[i] = (float)(rnd() * 100.0);
+        recv64[i] = rnd() * 1e3;
+    }
+    for (int threads = 1; threads <= 3; threads++) {
+        CHECK(adamcore_rank_sum_f32(recv, ranks, stride, n, 1.0f / 3.0f, out, threads) ==
+                  ADAMCORE_OK, "rank_sum f32");
+        CHECK(adamcore_rank_sum_f64(recv64, ranks, stride, n, 0.25, out64, threads) ==
+                  ADAMCORE_OK, "rank_sum f64");
+        for (int64_t i = 0; i < n; i++) {
+            volatile float s = recv[i];
+            for (int64_t r = 1; r < ranks; r++) s = s + recv[r * stride + i];
+            s = s * (1.0f / 3.0f);
+            volatile double s64 = recv64[i];
+            for (int64_t r = 1; r < ranks; r++) s64 = s64 + recv64[r * stride + i];
+            s64 = s64 * 0.25;
+            CHECK(memcmp((const void *)&s, &out[i], sizeof s) == 0, "f32 sum at %lld",
+                  (long long)i);
+            CHECK(memcmp((const void *)&s64, &out64[i], sizeof s64) == 0, "f64 sum at %lld",
+                  (long long)i);
+        }
+    }
+    CHECK(adamcore_rank_sum_f32(recv, 0, stride, n, 1.0f, out, 1) == ADAMCORE_EINVAL, "0 ranks");
+    CHECK(adamcore_rank_sum_f32(recv, ranks, n - 1, n, 1.0f, out, 1) == ADAMCORE_EINVAL,
+          "stride < n");
+    CHECK(adamcore_rank_sum_f32(NULL, ranks, stride, n, 1.0f, out, 1) == ADAMCORE_EINVAL, "NULL");
+    CHECK(adamcore_rank_sum_f64(recv64, ranks, stride, n, 1.0, out64, 0) == ADAMCORE_EINVAL,
+          "0 threads");
+    free(recv);
+    free(out);
+    free(recv64);
+    free(out64);
+}
+
 int main(void)
 {
     const int top = adamcore_simd_supported();
@@ -619,6 +660,7 @@ int main(void)
             }
     }
     test_rows(top);
+    test_rank_sum();
     test_family_invalid();
     const int family_cases = test_family(top);
     printf("%d Adam cases, %d family cases, %d failures\n", cases, family_cases, failures);

@@ -32,7 +32,8 @@ def run_example(script, *args, directory=EXAMPLES):
 
 def row(output, label):
     """The numbers on the line made of ``label`` (after blanks) and numbers."""
-    match = re.search(rf"^\s*{re.escape(label)}((?:\s+{NUMBER})+)\s*$", output, re.MULTILINE)
+    match = re.search(rf"^[ \t]*{re.escape(label)}((?:[ \t]+{NUMBER})+)[ \t]*$", output,
+                      re.MULTILINE)
     assert match, f"no line for {label!r} in:\n{output}"
     return [float(x) for x in re.findall(NUMBER, match.group(1))]
 
@@ -116,6 +117,32 @@ def test_embeddings():
     # Adam given RowGrads is the dense step on the gradient they stand for, bit for bit
     assert results["Adam, RowGrad (dense-equivalent)"] == results["Adam, dense gradient"]
     assert re.search(r"tables after \d+ steps: bitwise equal$", out, re.MULTILINE)
+
+
+@pytest.mark.parametrize("n_ranks", [2, 3])
+def test_data_parallel(n_ranks):
+    """Example 6 under mpiexec: the loss curve of one process on the same
+    global batches, bitwise the single process on the mean of the slice
+    gradients, and the state split across the ranks."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("mpi4py")
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    if mpiexec is None:
+        pytest.skip("no mpiexec beside this Python: pip install 'adamcore[mpi]'")
+    result = subprocess.run([mpiexec, "-n", str(n_ranks), sys.executable,
+                             str(EXAMPLES / "06_data_parallel.py"), "--fast"],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for epoch in (1, 2, 3):
+        ours, theirs, diff = row(out, str(epoch))
+        assert abs(ours - theirs) < 1e-5 and diff < 1e-5
+    assert row(out, "3")[0] < row(out, "1")[0]  # it learns
+    assert "mean of the slice gradients: yes" in out
+    per_rank = [int(b) for b in re.search(r"state bytes per rank: \[([\d, ]+)\] \(one process: "
+                                          r"(\d+)\)", out).group(1).split(",")]
+    single = int(re.search(r"\(one process: (\d+)\)", out).group(1))
+    assert sum(per_rank) == single and max(per_rank) < single
 
 
 @pytest.mark.parametrize("script, png", [
