@@ -143,3 +143,27 @@ def test_row_measurements_tabulate_and_meet_targets_by_their_ratios():
            row_bench.targets(fake)}
     assert met["sparse-adam speedup over torch-sparse-adam (1 and all threads)"] == (15.0, True)
     assert met["lazy-adam speedup over dense-step (1 and all threads)"] == (30.0, False)
+
+
+def test_distributed_bench_measures_each_part_and_the_bytes():
+    """python -m adamcore.bench --distributed, at a small size: every case
+    launches, the parts are inside the step, the bytes are counted."""
+    from adamcore.bench import distributed as dist_bench
+    _, has_torch, reason = dist_bench.available()
+    if reason:
+        pytest.skip(reason)
+    n = 2 ** 16
+    rows = dist_bench.measure(sizes=(n,), ranks=(1, 2), repeats=3)
+    got = {(r["impl"], r["ranks"]) for r in rows}
+    expected = {("adamcore-stage2", 1), ("adamcore-stage2", 2), ("adamcore-stage1", 2)}
+    assert expected | ({("torch-zero", 1), ("torch-zero", 2)} if has_torch else set()) == got
+    for r in rows:
+        assert r["step"] > 0 and r["state_bytes"] == r["single_state_bytes"] // r["ranks"]
+        if r["impl"].startswith("adamcore"):
+            # each part is a slowest rank's median, so each is within the step
+            assert all(r[part] <= r["step"] for part in ("kernel", "reduce", "sum", "gather"))
+            # 64 tensors of 1024 split evenly: each stage's bytes are exact
+            stage = 3 if r["impl"] == "adamcore-stage1" else 2
+            assert r["bytes_sent"] == stage * r["ideal_bytes"] // 2
+    text = dist_bench.table(rows)
+    assert text.count("\n") == len(rows) + 1 and "2^16" in text

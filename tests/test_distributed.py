@@ -331,9 +331,28 @@ def test_checkpoint_saved_at_3_ranks_resumes_at_2_and_1_and_in_one_process(tmp_p
         out = passed(n_ranks, "resume", {**common, "saved_ranks": 3, "saved_steps": 5,
                                          "steps": 4})
         assert f"PASS resumed at {n_ranks} ranks from a save at 3" in out
+    # A single process, no MPI, continues from the 3-rank file as well.
+    import mpi_scenarios as sc  # one rank in this process
+    dtype = np.dtype(np.float32)
+    fp = adamcore.FlatParams(sc.initial(sc.SHAPES, dtype))
+    fp.flat[...] = np.load(params)
+    single_opt = adamcore.AdamW.load(path, sc.reference_groups(fp, sc.GROUPS), max_grad_norm=5.0)
+    for t in range(5, 9):
+        total = fp.split(sc.reduced(fp.flat.size, dtype, t, 1))
+        single_opt.step([total[k].copy() for k in sc.order_of(fp, sc.GROUPS)])
+    ref_fp, ref = sc.resume_reference({"saved_ranks": 3, "saved_steps": 5, "steps": 4}, dtype)
+    assert fp.flat.tobytes() == ref_fp.flat.tobytes()
+    sc.same_state(single_opt.state_dict(), ref.state_dict(), "single process from 3 ranks")
     # ... and the other way: a single-process checkpoint resumed at 4 ranks.
+    fp = adamcore.FlatParams(sc.initial(sc.SHAPES, dtype))
+    plain = adamcore.AdamW(sc.reference_groups(fp, sc.GROUPS), max_grad_norm=5.0, amsgrad=True,
+                           **sc.OPTIONS["AdamW"])
+    for t in range(5):
+        total = fp.split(sc.reduced(fp.flat.size, dtype, t, 1))
+        plain.step([total[k].copy() for k in sc.order_of(fp, sc.GROUPS)])
     single = tmp_path / "single.npz"
-    passed(1, "save", {"path": str(single), "params": str(params), "steps": 5})
+    plain.save(single)
+    np.save(params, fp.flat)
     out = passed(4, "resume", {"path": str(single), "params": str(params), "saved_ranks": 1,
                                "saved_steps": 5, "steps": 3, "stage": 1})
     assert "PASS resumed at 4 ranks from a save at 1" in out

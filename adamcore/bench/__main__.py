@@ -20,6 +20,7 @@ import numpy as np
 
 import adamcore
 from adamcore.bench import memory, report, roofline, targets
+from adamcore.bench import distributed as dist_bench
 from adamcore.bench import rows as row_bench
 from adamcore.bench.cases import (IMPLS, INSTALL, MANY_TENSORS_ONLY, SINGLE_THREADED,
                                   TORCH_THREADED, Case, available, torch)
@@ -94,7 +95,13 @@ def main(argv=None):
     parser.add_argument("--rows", choices=("yes", "no", "only"), default="yes",
                         help="the row-gradient (embedding table) cases: with the rest, "
                              "left out, or alone")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: adamcore.distributed at 1, 2, 4 ranks against torch's "
+                             "ZeroRedundancyOptimizer (needs adamcore[mpi]; see "
+                             "adamcore.bench.distributed)")
     args = parser.parse_args(argv)
+    if args.distributed:
+        return dist_bench.main(args)
     info = adamcore.build_info()
     if not info["extension"]:
         sys.exit(f"adamcore's compiled kernel is not available: {info['extension_error']}")

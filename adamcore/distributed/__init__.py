@@ -33,8 +33,8 @@ Modules: ``layout`` (the shards, no MPI), ``exchange`` (the collectives),
 ``agree`` (every rank refuses together), ``sharded`` (ShardedOptimizer).
 """
 
-from adamcore.distributed.exchange import ExchangeStats
+from adamcore.distributed.exchange import StepStats
 from adamcore.distributed.layout import Piece, ShardLayout
 from adamcore.distributed.sharded import ShardedOptimizer
 
-__all__ = ["ExchangeStats", "Piece", "ShardLayout", "ShardedOptimizer"]
+__all__ = ["StepStats", "Piece", "ShardLayout", "ShardedOptimizer"]

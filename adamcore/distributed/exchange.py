@@ -26,13 +26,14 @@ import numpy as np
 
 
 @dataclass
-class ExchangeStats:
-    """What this rank's exchanges cost so far (reset with ``reset()``)."""
+class StepStats:
+    """What this rank's steps cost so far, by part (``reset()`` zeroes it)."""
 
     steps: int = 0
     bytes_sent: int = 0
     reduce_seconds: float = 0.0   # the Alltoallv calls
     sum_seconds: float = 0.0      # the ordered local sums
+    kernel_seconds: float = 0.0   # the fused step of this rank's shard
     gather_seconds: float = 0.0   # the Allgatherv calls (params; grads at stage 1)
     norm_seconds: float = 0.0     # gathering and folding the norm's block sums
 
@@ -54,7 +55,7 @@ class Exchange:
         self.rounds = -(-max(self.lengths) // self.bucket) if max(self.lengths) else 0
         self.recv = np.zeros((self.size, self.bucket), dtype) if self.size > 1 else None
         self.rank_sum = rank_sum
-        self.stats = ExchangeStats()
+        self.stats = StepStats()
         pieces = [layout.pieces(r) for r in range(self.size)]
         self.block_counts = [sum(p.n_blocks for p in ps) + 1 for ps in pieces]  # + the flag
         self.block_displs = np.cumsum([0] + self.block_counts[:-1]).tolist()

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import threading
+import time
 
 import numpy as np
 
@@ -288,7 +289,7 @@ class ShardedOptimizer:
 
     @property
     def stats(self):
-        """This rank's ExchangeStats: bytes sent and seconds per collective."""
+        """This rank's StepStats: bytes sent, seconds per collective and in the kernel."""
         return self.exchange.stats
 
     # ---- stepping -------------------------------------------------------------
@@ -317,7 +318,9 @@ class ShardedOptimizer:
                 scale = self._clip_scale(grad_views, nt)
                 if scale is None:
                     return False
+            t0 = time.perf_counter()
             self.local_optimizer._step_scaled(grad_views, scale)
+            self.exchange.stats.kernel_seconds += time.perf_counter() - t0
             if self.n_ranks > 1:
                 self.exchange.allgather(self.params.flat)
                 if self.stage == 1:
