@@ -6,6 +6,9 @@ repeated samples after a warm-up. Also measures this machine's memory bound
 (a stream probe with the step's access pattern), 1000 small tensors against
 one large one, the per-call cost of a 16-element step, memory per step, and
 row gradients of a 1M x 64 embedding table (adamcore.bench.rows).
+``--distributed`` runs only adamcore.distributed's sharded step under
+mpiexec at 1, 2 and 4 ranks, against torch's ZeroRedundancyOptimizer
+(adamcore.bench.distributed).
 Prints a summary and the targets, and writes results.json, results.md and
 results.png (with matplotlib installed) into ``--out``.
 """
@@ -164,6 +167,8 @@ def main(argv=None):
     print("\n".join(report.targets_table(met)))
     if skipped:
         print("\nnot measured, not installed: " + ", ".join(skipped))
+    print("\nnot run here: the sharded step over MPI against torch's ZeroRedundancyOptimizer "
+          "(python -m adamcore.bench --distributed, with pip install 'adamcore[mpi]')")
     written = ["results.json", "results.md"] + (["results.png"] if plotted else [])
     print(f"\nwrote {', '.join(str(args.out / w) for w in written)}"
           + ("" if plotted or not rows else " (pip install matplotlib for the plot)"))
