@@ -24,7 +24,6 @@ sequential steps. Separate optimizers share nothing and step in parallel.
 """
 
 import functools
-import math
 import numbers
 import threading
 import types
@@ -257,14 +256,7 @@ class Optimizer:
                                            n_threads=self.n_threads, impl=self.impl)
         for s, bad in row_sums:
             sumsq, nonfinite = sumsq + s, nonfinite or bad
-        scale = 1.0
-        if self.max_grad_norm is not None:
-            self.last_grad_norm = math.sqrt(sumsq)
-            scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-        if self.skip_nonfinite and nonfinite:
-            self.skipped_steps += 1
-            return None
-        return scale
+        return clip.step_scale(self, sumsq, nonfinite)
 
     @_serialised
     def apply_gradients(self, grads_and_vars):
@@ -434,13 +426,7 @@ class Optimizer:
         steps = self._synced_steps()
         state = {i: {"step": int(steps[i]), **{k: a.copy() for k, a in st.items()}}
                  for i, st in enumerate(self._arrays) if st is not None}
-        groups, i = [], 0
-        for group in self.param_groups:
-            n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(i, i + n))})
-            i += n
-        return {"state": state, "param_groups": groups}
+        return {"state": state, "param_groups": checkpoint.saved_groups(self.param_groups)}
 
     @_serialised
     def load_state_dict(self, state_dict):

@@ -69,16 +69,21 @@ def save(opt, path):
     and, at worst, a stray ``.<name>.*.tmp`` file beside it. The live state
     arrays are written as they are, without copies.
     """
-    params = [p for group in opt.param_groups for p in group["params"]]
+    state = opt.state
+    write(path, type(opt).__name__, opt.defaults, params_of(opt),
+          saved_groups(opt.param_groups), {i: state[i] for i in sorted(state)})
+
+
+def saved_groups(param_groups):
+    """The groups as ``state_dict()`` holds them: the options, and ``params``
+    the indices of the group's params in order across groups."""
     groups, lo = [], 0
-    for group in opt.param_groups:
+    for group in param_groups:
         hi = lo + len(group["params"])
         groups.append({**{k: v for k, v in group.items() if k != "params"},
                        "params": list(range(lo, hi))})
         lo = hi
-    state = opt.state
-    write(path, type(opt).__name__, opt.defaults, params, groups,
-          {i: state[i] for i in sorted(state)})
+    return groups
 
 
 def write(path, optimizer, defaults, params, param_groups, state, layout=None):

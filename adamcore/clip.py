@@ -84,6 +84,22 @@ def clip_coefficient(total_norm, max_norm):
     return min(max_norm / (total_norm + 1e-6), 1.0) if total_norm == total_norm else math.nan
 
 
+def step_scale(opt, sumsq, nonfinite):
+    """A step's grad scale from its grads' sum of squares: 1 without
+    ``opt.max_grad_norm``, else torch's clip coefficient (``opt.last_grad_norm``
+    records the norm); or None when ``opt.skip_nonfinite`` skips the step
+    (counted in ``opt.skipped_steps``). Shared by the optimizers and
+    adamcore.distributed, which takes the sum across processes."""
+    scale = 1.0
+    if opt.max_grad_norm is not None:
+        opt.last_grad_norm = math.sqrt(sumsq)
+        scale = clip_coefficient(opt.last_grad_norm, opt.max_grad_norm)
+    if opt.skip_nonfinite and nonfinite:
+        opt.skipped_steps += 1
+        return None
+    return scale
+
+
 def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False, *,
                    n_threads=None, impl="auto"):
     r"""Scale ``grads`` in place so that their global norm is at most ``max_norm``.

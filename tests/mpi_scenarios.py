@@ -257,7 +257,36 @@ def scenario_die(args):
         opt.step()
 
 
-SCENARIOS = {"contract": scenario_contract, "save": scenario_save, "resume": scenario_resume,
+def scenario_memory(args):
+    """What a rank allocates for the sharded optimizer and its steps
+    (tracemalloc sees NumPy's buffers): its shard of the state, its shard
+    of the reduced grads (all of them at stage 1) and one P x bucket receive
+    buffer, not the P x shard a one-shot Alltoall would need."""
+    import tracemalloc
+    n, bucket, stage = args["n"], args["bucket"], args["stage"]
+    fp = adamcore.FlatParams([(n,)])
+    fp.flat_grad[...] = 1.0
+    tracemalloc.start()
+    opt = ShardedOptimizer(adamcore.Adam, fp, stage=stage, bucket=bucket, lr=1e-3)
+    for _ in range(2):
+        opt.step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    lo, hi = opt.shard
+    shard_bytes = (hi - lo) * 4
+    expected = 2 * shard_bytes  # one rank: no exchange, the grads are the reduced grads
+    if P > 1:
+        expected += (n * 4 if stage == 1 else shard_bytes) + P * bucket * 4
+    assert opt.state_bytes == 2 * shard_bytes
+    assert expected <= peak <= expected + (1 << 20), (peak, expected)
+    if P > 1:  # far below what one Alltoall of whole shards would receive
+        assert peak < expected - P * bucket * 4 + P * shard_bytes
+    COMM.Barrier()
+    if RANK == 0:
+        print("PASS memory", peak, expected, flush=True)
+
+
+SCENARIOS = {"memory": scenario_memory, "contract": scenario_contract, "save": scenario_save, "resume": scenario_resume,
              "faults": scenario_faults, "die": scenario_die}
 
 if __name__ == "__main__":

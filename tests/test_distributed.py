@@ -317,6 +317,14 @@ def test_sharded_steps_are_bitwise_the_single_process_steps(n_ranks):
 
 
 @needs_mpi
+@pytest.mark.parametrize("n_ranks", [1, 2, 4])
+@pytest.mark.parametrize("stage", [1, 2])
+def test_memory_per_rank_is_its_shard_and_one_bucket(n_ranks, stage):
+    assert "PASS memory" in passed(n_ranks, "memory", {"n": 1 << 20, "bucket": 1 << 14,
+                                                        "stage": stage})
+
+
+@needs_mpi
 @pytest.mark.parametrize("n_ranks", [2, 3, 4])
 def test_refusals_reach_every_rank_and_change_nothing(n_ranks):
     assert "PASS faults" in passed(n_ranks, "faults")

@@ -12,7 +12,6 @@ changes.
 
 import inspect
 import json
-import math
 import sys
 import threading
 import time
@@ -360,14 +359,7 @@ class ShardedOptimizer:
             sumsq = _fold(sums)
         else:
             sumsq, nonfinite = self.exchange.norm(sums, nonfinite, _fold)
-        scale = 1.0
-        if self.max_grad_norm is not None:
-            self.last_grad_norm = math.sqrt(sumsq)
-            scale = clip.clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-        if self.skip_nonfinite and nonfinite:
-            self.skipped_steps += 1
-            return None
-        return scale
+        return clip.step_scale(self, sumsq, nonfinite)
 
     # ---- state ---------------------------------------------------------------
 
@@ -419,20 +411,11 @@ class ShardedOptimizer:
                 yield i, group
                 i += 1
 
-    def _saved_groups(self):
-        groups, lo = [], 0
-        for group in self.param_groups:
-            hi = lo + len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"},
-                           "params": list(range(lo, hi))})
-            lo = hi
-        return groups
-
     def state_dict(self):
         """The single-process ``state_dict()``, with global (unsharded)
         arrays, on every rank. Collective."""
         with self.lock:
-            return {"state": self._global_state(None), "param_groups": self._saved_groups()}
+            return {"state": self._global_state(None), "param_groups": checkpoint.saved_groups(self.param_groups)}
 
     def load_state_dict(self, state_dict):
         """Restore a ``state_dict()`` (from a sharded or a single-process
@@ -486,7 +469,7 @@ class ShardedOptimizer:
                 layout = {"n_ranks": self.n_ranks, "bounds": list(self.layout.bounds),
                           "stage": self.stage}
                 _, error = _checked_io(checkpoint.write, path, self.optimizer_class.__name__,
-                                       self.defaults, self._order, self._saved_groups(),
+                                       self.defaults, self._order, checkpoint.saved_groups(self.param_groups),
                                        state, layout)
             agree(self._mpi, self.comm, error, f"save({path!r}) failed")
 
