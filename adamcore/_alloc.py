@@ -14,6 +14,15 @@ import numpy as np
 LINE = 64
 
 
+def aligned_zeros(n, dtype):
+    """``n`` zeros of ``dtype`` starting on a 64-byte line (NumPy promises 16
+    bytes), so the kernel's one peel loop aligns every stream of the step."""
+    nbytes = n * np.dtype(dtype).itemsize
+    raw = np.zeros(nbytes + LINE - 1, np.uint8)
+    start = -_address(raw) % LINE
+    return raw[start:start + nbytes].view(dtype)
+
+
 def _address(a):
     return a.__array_interface__["data"][0]
 

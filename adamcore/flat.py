@@ -17,15 +17,6 @@ import numpy as np
 from adamcore import _alloc, _validate
 
 
-def _aligned_zeros(n, dtype):
-    """``n`` zeros of ``dtype`` starting on a 64-byte line (NumPy promises 16
-    bytes), so the kernel's one peel loop aligns every stream of the step."""
-    nbytes = n * np.dtype(dtype).itemsize
-    raw = np.zeros(nbytes + _alloc.LINE - 1, np.uint8)
-    start = -raw.__array_interface__["data"][0] % _alloc.LINE
-    return raw[start:start + nbytes].view(dtype)
-
-
 def _shape_of(name, entry):
     """The shape an entry of ``spec`` asks for, and the array to copy, if any."""
     if isinstance(entry, np.ndarray):
@@ -110,8 +101,8 @@ class FlatParams:
             raise ValueError("spec is empty: FlatParams needs at least one param")
         shapes, values = zip(*(_shape_of(name, entry) for name, entry in entries))
         self._shapes = list(shapes)
-        self._flat = _aligned_zeros(sum(map(math.prod, shapes)), dtype)
-        self._flat_grad = _aligned_zeros(self._flat.size, dtype)
+        self._flat = _alloc.aligned_zeros(sum(map(math.prod, shapes)), dtype)
+        self._flat_grad = _alloc.aligned_zeros(self._flat.size, dtype)
         self._params = self.split(self._flat)
         self._grads = self.split(self._flat_grad)
         for key, value in zip(self, values):

@@ -18,12 +18,12 @@ import time
 
 import numpy as np
 
-from adamcore import _impl, _validate, checkpoint, clip, reference
+from adamcore import _alloc, _impl, _validate, checkpoint, clip, reference
 from adamcore._base import Optimizer
 from adamcore.distributed.agree import agree, checked
 from adamcore.distributed.exchange import Exchange
 from adamcore.distributed.layout import ShardLayout
-from adamcore.flat import FlatParams, _aligned_zeros
+from adamcore.flat import FlatParams
 from adamcore.kinds import KINDS
 
 STAGES = (1, 2)
@@ -233,9 +233,9 @@ class ShardedOptimizer:
         if self.n_ranks == 1:  # no exchange: the grads are the reduced grads
             self.reduced_grad = None
         elif self.stage == 1:
-            self.reduced_grad = _aligned_zeros(flat.size, flat.dtype)
+            self.reduced_grad = _alloc.aligned_zeros(flat.size, flat.dtype)
         else:
-            self.reduced_grad = _aligned_zeros(hi - lo, flat.dtype)
+            self.reduced_grad = _alloc.aligned_zeros(hi - lo, flat.dtype)
         self._shard_grad = (None if self.reduced_grad is None else
                             self.reduced_grad[lo:hi] if self.stage == 1 else self.reduced_grad)
         self.exchange = Exchange(self._mpi, self.comm, self.layout, flat.dtype, bucket, rank_sum)
