@@ -432,14 +432,36 @@ class Optimizer:
     def load_state_dict(self, state_dict):
         """Restore a ``state_dict()``: checked whole against the params first,
         then applied; a restored optimizer continues bitwise identically."""
+        groups, steps, arrays = self.checked_state_dict(state_dict)
+        for key in self.STATE_KEYS:  # copies, each kind in one buffer (see _fresh_state)
+            owners = [i for i, st in enumerate(arrays) if st is not None and key in st]
+            copies = _alloc.zeros_like_aligned([self._params[i] for i in owners])
+            for i, a in zip(owners, copies):
+                np.copyto(a, arrays[i][key])
+                arrays[i][key] = a
+        self.param_groups = groups
+        self._arrays, self._steps, self._plan = arrays, steps, None
+        self._plan = self._new_plan(arrays)
+
+    def checked_state_dict(self, state_dict):
+        """``state_dict`` checked whole against this optimizer's params, as
+        (its groups with these params, per-param step counts, per param the
+        saved arrays or None); nothing is copied or changed. load_state_dict
+        applies it; adamcore.distributed copies only its shard's part."""
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
-        saved_groups = state_dict["param_groups"]
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not isinstance(saved_state, dict):
+            raise ValueError("state_dict['param_groups'] must be a list and "
+                             "state_dict['state'] a dict")
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(saved_groups)} param groups, "
                              f"this optimizer has {len(self.param_groups)}")
         index, groups = {}, []
         for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, dict) or not isinstance(saved.get("params"), (list, tuple)):
+                raise ValueError(f"param group {gi} of state_dict must be a dict whose "
+                                 "'params' is a list of param ids")
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(f"param group {gi} has {len(saved['params'])} params in "
                                  f"state_dict, {len(group['params'])} here")
@@ -457,21 +479,13 @@ class Optimizer:
                 index[saved_id] = (len(index), p, new)
         arrays = [None] * len(self._params)
         steps = np.zeros(len(self._params), np.int64)
-        for saved_id, entry in state_dict["state"].items():
+        for saved_id, entry in saved_state.items():
             if saved_id not in index:
                 raise ValueError(f"state_dict has state for param id {saved_id!r}, "
                                  "which no param group lists")
             i, p, group = index[saved_id]
             steps[i], arrays[i] = self._checked_state(i, p, group, entry)
-        for key in self.STATE_KEYS:  # copies, each kind in one buffer (see _fresh_state)
-            owners = [i for i, st in enumerate(arrays) if st is not None and key in st]
-            copies = _alloc.zeros_like_aligned([self._params[i] for i in owners])
-            for i, a in zip(owners, copies):
-                np.copyto(a, arrays[i][key])
-                arrays[i][key] = a
-        self.param_groups = groups
-        self._arrays, self._steps, self._plan = arrays, steps, None
-        self._plan = self._new_plan(arrays)
+        return groups, steps, arrays
 
     # ---- checkpoints --------------------------------------------------------
 

@@ -65,6 +65,12 @@ def order_of(fp, groups):
     return list(fp) if groups is None else [k for g in groups for k in g["params"]]
 
 
+def same_bits(a, b):
+    """Bitwise equal, except that any NaN equals any NaN (payloads may differ)."""
+    nan = np.isnan(a)
+    return (nan == np.isnan(b)).all() and a[~nan].tobytes() == b[~nan].tobytes()
+
+
 def same_state(sd, ref_sd, what):
     assert sorted(sd["state"]) == sorted(ref_sd["state"]), (what, "state ids")
     for i, ref in ref_sd["state"].items():
@@ -100,7 +106,11 @@ def contract(case):
         schedule = adamcore.WarmupCosineLR(opt, warmup_steps=3, total_steps=steps)
         ref_schedule = adamcore.WarmupCosineLR(ref, warmup_steps=3, total_steps=steps)
     names = order_of(fp, groups)
+    toggles = {4: True, 8: False} if case.get("toggle_amsgrad") else {}
     for t in range(steps):
+        if t in toggles:  # a new state slot appears mid-run, then stops being used
+            for o in (opt, ref):
+                o.param_groups[0]["amsgrad"] = toggles[t]
         fp.flat_grad[...] = grads(fp.flat.size, dtype, RANK, t, nan_at=nan_at)
         stepped = opt.step()
         total = ref_fp.split(reduced(fp.flat.size, dtype, t, P, nan_at, average))
@@ -114,7 +124,7 @@ def contract(case):
     assert opt.skipped_steps == ref.skipped_steps, case
     if opt.stage == 1 and P > 1:  # the full reduced grads of the last step, on every rank
         last = reduced(fp.flat.size, dtype, steps - 1, P, nan_at, average)
-        assert opt.reduced_grad.tobytes() == last.tobytes(), (case, "reduced_grad")
+        assert same_bits(opt.reduced_grad, last), (case, "reduced_grad")
     return opt
 
 
@@ -227,6 +237,45 @@ def scenario_faults(_):
     expect_error(ValueError, ["load_state_dict refused", f"rank {last}"],
                  lambda: opt.load_state_dict(damaged))
     same_state(opt.state_dict(), sd_before, "a refused load changed the state")
+    # A damaged group or state on one rank: refused everywhere (no hang).
+    for damage in ("group without params", "state not a dict"):
+        broken = opt.state_dict()
+        if RANK == last:
+            if damage == "group without params":
+                del broken["param_groups"][0]["params"]
+            else:
+                broken["state"] = list(broken["state"].values())
+        expect_error(ValueError, ["load_state_dict refused", f"rank {last}"],
+                     lambda: opt.load_state_dict(broken))
+    # Another state_dict on one rank: the ranks disagree, refused everywhere.
+    other = opt.state_dict()
+    if RANK == last and P > 1:
+        other["state"][0]["step"] += 7
+    if P > 1:
+        expect_error(ValueError, ["the ranks disagree on the state_dict's contents"],
+                     lambda: opt.load_state_dict(other))
+    # An option deleted on one rank (a KeyError there), or another lr on one rank.
+    if RANK == last:
+        del opt.param_groups[1]["eps"]
+    expect_error(KeyError, ["step refused", f"rank {last}"], lambda: opt.step())
+    opt.param_groups[1]["eps"] = 1e-8
+    if P > 1:
+        opt.param_groups[0]["lr"] = 0.5 if RANK == last else OPTIONS["AdamW"]["lr"]
+        expect_error(ValueError, ["the ranks disagree on the param groups' options"],
+                     lambda: opt.step())
+        opt.param_groups[0]["lr"] = OPTIONS["AdamW"]["lr"]
+        opt.max_grad_norm = 2.0 if RANK == last else 1.0
+        expect_error(ValueError, ["disagree", "max_grad_norm"], lambda: opt.step())
+        opt.max_grad_norm = 1.0
+        # Params initialised differently on one rank: refused at construction.
+        init = initial(SHAPES, dtype, seed=RANK if RANK == last else 0)
+        expect_error(ValueError, ["params' values differ", f"rank {last}"],
+                     lambda: ShardedOptimizer(adamcore.AdamW, adamcore.FlatParams(init, dtype),
+                                              lr=1e-3))
+    assert fp.flat.tobytes() == before.tobytes(), "a refused step changed the params"
+    same_state(opt.state_dict(), sd_before, "refused calls changed the state")
+    # A key that is not an option (torch users add "name"s) changes nothing.
+    opt.param_groups[0]["name"] = "weights"
     # The optimizer still steps in step with the reference.
     run_steps(opt, fp, dtype, 2, 3)
     ref_fp = adamcore.FlatParams(initial(SHAPES, dtype), dtype)
@@ -281,6 +330,24 @@ def scenario_memory(args):
     assert expected <= peak <= expected + (1 << 20), (peak, expected)
     if P > 1:  # far below what one Alltoall of whole shards would receive
         assert peak < expected - P * bucket * 4 + P * shard_bytes
+    # Loading copies only this rank's pieces, whether the global state comes
+    # as a state_dict on every rank or from a file that rank 0 reads.
+    sd = opt.state_dict()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    opt.load_state_dict(sd)
+    extra = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert extra <= 2 * shard_bytes + (1 << 20), ("load_state_dict", extra, shard_bytes)
+    del sd
+    opt.save(args["path"])
+    tracemalloc.start()
+    again = ShardedOptimizer.load(args["path"], adamcore.Adam, fp, stage=stage, bucket=bucket)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert again.state_bytes == opt.state_bytes
+    if RANK != 0:  # rank 0 reads the whole file; the others get their shards only
+        assert peak <= expected + 2 * shard_bytes + (1 << 20), ("load", peak, expected)
     COMM.Barrier()
     if RANK == 0:
         print("PASS memory", peak, expected, flush=True)

@@ -20,7 +20,8 @@ import numpy as np
 
 from adamcore import _alloc, _impl, _validate, checkpoint, clip, reference
 from adamcore._base import Optimizer
-from adamcore.distributed.agree import agree, checked
+from adamcore.distributed import state as shard_state
+from adamcore.distributed.agree import agree, checked, digest
 from adamcore.distributed.exchange import Exchange
 from adamcore.distributed.layout import ShardLayout
 from adamcore.flat import FlatParams
@@ -103,11 +104,16 @@ class ShardedOptimizer:
     - ``max_grad_norm`` and ``skip_nonfinite`` as on every optimizer: the norm
       of the reduced grads, from every rank's block sums folded in the
       single-process order, the same on every rank.
-    - ``param_groups``, ``defaults``, ``lock`` and the schedules work as on a
-      single-process optimizer; ``state_dict``, ``load_state_dict``, ``save``
-      and ``load`` are collective and hold global, unsharded arrays, so a
-      checkpoint saved at P ranks loads at any other P and into a
-      single-process optimizer (and back).
+    - ``param_groups``, ``defaults``, ``max_grad_norm``, ``skip_nonfinite``,
+      ``lock`` and the schedules work as on a single-process optimizer, and
+      every rank must keep them equal (each step compares a digest of them);
+      ``state_dict``, ``load_state_dict``, ``save`` and ``load`` are
+      collective and hold global, unsharded arrays, so a checkpoint saved at
+      P ranks loads at any other P and into a single-process optimizer (and
+      back). ``local_optimizer`` is this rank's optimizer over its pieces,
+      ``state_bytes`` what it holds, ``stats`` the time and bytes of the
+      steps' parts. At one rank there is no exchange and ``reduced_grad``
+      is None: the grads are the reduced grads.
 
     Every call that communicates is collective: every rank makes it, in the
     same order. A check that fails on one rank (a bad grad, a bad option)
@@ -126,11 +132,12 @@ class ShardedOptimizer:
         comm = MPI.COMM_WORLD if comm is None else comm
         if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
-        self._mpi, self.comm = MPI, comm
+        self.mpi, self.comm = MPI, comm
         self.rank, self.n_ranks = comm.Get_rank(), comm.Get_size()
         if abort_on_exception and self.n_ranks > 1:
             _abort_on_uncaught_exception(MPI)
         self.lock = threading.RLock()
+        self.max_grad_norm, self.skip_nonfinite = max_grad_norm, skip_nonfinite
         self._ctor = dict(max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite,
                           n_threads=n_threads, impl=impl, **options)
         fingerprint, error = checked(self._check_local, optimizer_class, params, groups, stage,
@@ -140,6 +147,10 @@ class ShardedOptimizer:
         for r, theirs in enumerate(prints):
             if theirs != prints[0]:
                 key = next(k for k in prints[0] if prints[0][k] != theirs.get(k))
+                if key == "param values":
+                    raise ValueError("ShardedOptimizer: the params' values differ between rank 0 "
+                                     f"and rank {r}; initialise them identically on every rank "
+                                     "(the same seed, or comm.Bcast(fp.flat, root=0))")
                 raise ValueError(f"ShardedOptimizer: ranks disagree on {key}: rank 0 has "
                                  f"{prints[0][key]!r}, rank {r} has {theirs.get(key)!r}; every "
                                  "rank must build the same params, groups and options")
@@ -171,14 +182,15 @@ class ShardedOptimizer:
         views = [[params[k] for k in keys] for keys, _ in self._keys]
         # The single-process optimizer over the same params: it checks the
         # options, and its groups are this optimizer's (what schedules write).
-        self._global = optimizer_class([{**opts, "params": v} for (_, opts), v
+        self.global_optimizer = optimizer_class([{**opts, "params": v} for (_, opts), v
                                         in zip(self._keys, views)], **self._ctor)
         order = [p for v in views for p in v]
         return {"optimizer": optimizer_class.__name__, "dtype": str(params.flat.dtype),
                 "shapes": [list(p.shape) for p in order],
                 "groups": [list(keys) for keys, _ in self._keys],
                 "options": json.dumps(self._options(), default=checkpoint._plain, sort_keys=True),
-                "stage": stage, "average": self.average, "bucket": bucket}
+                "stage": stage, "average": self.average, "bucket": bucket,
+                "param values": digest(params.flat)}
 
     @staticmethod
     def _group_keys(fp, groups):
@@ -208,18 +220,19 @@ class ShardedOptimizer:
         return out
 
     def _options(self):
-        return {"defaults": self._global.defaults,
+        return {"defaults": self.global_optimizer.defaults,
                 "groups": [{k: v for k, v in g.items() if k != "params"}
-                           for g in self._global.param_groups],
-                "max_grad_norm": self.max_grad_norm, "skip_nonfinite": self.skip_nonfinite}
+                           for g in self.global_optimizer.param_groups],
+                "max_grad_norm": self._ctor["max_grad_norm"],
+                "skip_nonfinite": self._ctor["skip_nonfinite"]}
 
     def _build(self, bucket):
-        fp, g = self.params, self._global
+        fp, g = self.params, self.global_optimizer
         flat = fp.flat
         base = flat.__array_interface__["data"][0]
-        self._order = [p for group in g.param_groups for p in group["params"]]
+        self.param_order = [p for group in g.param_groups for p in group["params"]]
         spans = [((p.__array_interface__["data"][0] - base) // flat.itemsize, p.size)
-                 for p in self._order]
+                 for p in self.param_order]
         self.layout = ShardLayout.build(spans, flat.size, self.n_ranks, flat.itemsize)
         self.shard = self.layout.shard(self.rank)
         self.pieces = self.layout.pieces(self.rank)
@@ -238,17 +251,17 @@ class ShardedOptimizer:
             self.reduced_grad = _alloc.aligned_zeros(hi - lo, flat.dtype)
         self._shard_grad = (None if self.reduced_grad is None else
                             self.reduced_grad[lo:hi] if self.stage == 1 else self.reduced_grad)
-        self.exchange = Exchange(self._mpi, self.comm, self.layout, flat.dtype, bucket, rank_sum)
+        self.exchange = Exchange(self.mpi, self.comm, self.layout, flat.dtype, bucket, rank_sum)
         # The local optimizer: the same groups and options over this rank's pieces.
         by_param = {piece.param: piece for piece in self.pieces}
-        inner_groups, self._inner_pieces, i = [], [], 0
+        inner_groups, self.pieces_in_order, i = [], [], 0
         for group in g.param_groups:
             views = []
             for p in group["params"]:
                 piece = by_param.get(i)
                 if piece is not None:
                     views.append(flat[piece.flat:piece.flat + piece.size])
-                    self._inner_pieces.append(piece)
+                    self.pieces_in_order.append(piece)
                 i += 1
             inner_groups.append({**{k: v for k, v in group.items() if k != "params"},
                                  "params": views})
@@ -256,9 +269,14 @@ class ShardedOptimizer:
         self.local_optimizer = self.optimizer_class(inner_groups, **ctor)
         self._grad_views = (None if self._shard_grad is None else
                             [self._shard_grad[pc.flat - lo:pc.flat - lo + pc.size]
-                             for pc in self._inner_pieces])
-        self._steps = np.zeros(len(self._order), np.int64)
-        self._has_state = np.zeros(len(self._order), bool)
+                             for pc in self.pieces_in_order])
+        self.steps = np.zeros(len(self.param_order), np.int64)   # per param, global order
+        self.has_state = np.zeros(len(self.param_order), bool)
+        # Params of no elements are in no shard: the keys their (empty) state
+        # would have in one process, for state_dict.
+        self._option_keys = sorted(self.defaults)  # what a group's step reads
+        self.empty_keys = {i: set() for i, p in enumerate(self.param_order) if p.size == 0}
+        self._group_of = [gi for gi, group in enumerate(g.param_groups) for _ in group["params"]]
         self.skipped_steps = 0
         self.last_grad_norm = None
 
@@ -267,19 +285,11 @@ class ShardedOptimizer:
     @property
     def param_groups(self):
         """The groups, with the full params: what schedules read and write."""
-        return self._global.param_groups
+        return self.global_optimizer.param_groups
 
     @property
     def defaults(self):
-        return self._global.defaults
-
-    @property
-    def max_grad_norm(self):
-        return self._ctor["max_grad_norm"]
-
-    @property
-    def skip_nonfinite(self):
-        return self._ctor["skip_nonfinite"]
+        return self.global_optimizer.defaults
 
     @property
     def state_bytes(self):
@@ -301,16 +311,18 @@ class ShardedOptimizer:
         counts these)."""
         with self.lock:
             grads = self.params.flat_grad if grads is None else grads
-            _, error = checked(self._check_step, grads)
-            agree(self._mpi, self.comm, error, "step refused")
+            options, error = checked(self._check_step, grads)
+            agree(self.mpi, self.comm, error, "step refused", value=options,
+                  about="the param groups' options, max_grad_norm or skip_nonfinite")
             self._sync_options()
             nt = self.local_optimizer.n_threads
-            lo, hi = self.shard
             if self.reduced_grad is None:
-                grad_views = [grads[pc.flat:pc.flat + pc.size] for pc in self._inner_pieces]
+                grad_views = [grads[pc.flat:pc.flat + pc.size] for pc in self.pieces_in_order]
             else:
                 scale = (1.0 / self.n_ranks) if self.average else 1.0
                 self.exchange.reduce_scatter(grads, self._shard_grad, scale, nt)
+                if self.stage == 1:  # every rank's reduced grads, a skipped step's too
+                    self.exchange.allgather(self.reduced_grad)
                 grad_views = self._grad_views
             scale = 1.0
             if self.max_grad_norm is not None or self.skip_nonfinite:
@@ -322,11 +334,12 @@ class ShardedOptimizer:
             self.exchange.stats.kernel_seconds += time.perf_counter() - t0
             if self.n_ranks > 1:
                 self.exchange.allgather(self.params.flat)
-                if self.stage == 1:
-                    self.exchange.allgather(self.reduced_grad)
             self.exchange.stats.steps += 1
-            self._steps += 1
-            self._has_state[:] = True
+            self.steps += 1
+            self.has_state[:] = True
+            kind = self.optimizer_class.KIND
+            for i, keys in self.empty_keys.items():
+                keys.update(kind.slots_used(self.param_groups[self._group_of[i]]))
             return True
 
     def _check_step(self, grads):
@@ -344,14 +357,21 @@ class ShardedOptimizer:
                 raise ValueError(f"grads overlap {name}, which the step writes")
         for group in self.param_groups:
             _validate.check_group(self.optimizer_class.KIND, group)
+        if self.max_grad_norm is not None and not _validate._real(
+                "max_grad_norm", self.max_grad_norm) > 0:
+            raise ValueError(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
+        keys = self._option_keys
+        return digest([[group[k] for k in keys] for group in self.param_groups],
+                      self.max_grad_norm, bool(self.skip_nonfinite))
 
     def _sync_options(self):
         """The groups' options (a schedule may have changed them) into the
         local optimizer's groups."""
+        keys = self._option_keys
         for outer, inner in zip(self.param_groups, self.local_optimizer.param_groups):
-            for k, v in outer.items():
-                if k != "params" and inner[k] is not v:
-                    inner[k] = v
+            for k in keys:
+                if inner[k] is not outer[k]:
+                    inner[k] = outer[k]
 
     def _clip_scale(self, grad_views, n_threads):
         sums, nonfinite = self._block_sums(list(grad_views), n_threads)
@@ -361,153 +381,64 @@ class ShardedOptimizer:
             sumsq, nonfinite = self.exchange.norm(sums, nonfinite, _fold)
         return clip.step_scale(self, sumsq, nonfinite)
 
-    # ---- state ---------------------------------------------------------------
+    # ---- state (adamcore.distributed.state) -------------------------------------
 
-    def _global_state(self, root):
-        """{param index: {"step", key: global array}} on every rank (root
-        None) or on ``root`` only (None elsewhere): one gather per state key."""
-        kind, inner = self.optimizer_class.KIND, self.local_optimizer
-        mine = {pc.param: sorted(st) for pc, st in zip(self._inner_pieces, inner._arrays)
-                if st is not None}
-        keys = {}
-        for part in self.comm.allgather(mine):
-            keys.update(part)
-        for i, group in self._param_group_pairs():
-            if self._has_state[i] and i not in keys:  # an empty param: no pieces anywhere
-                keys[i] = sorted(kind.slots_used(group))
-        flat, (lo, hi) = self.params.flat, self.shard
-        full = {}
-        for key in kind.slots:
-            if not any(key in ks for ks in keys.values()):
-                continue
-            pack = np.zeros(hi - lo, flat.dtype)
-            for pc, st in zip(self._inner_pieces, inner._arrays):
-                if st is not None and key in st:
-                    pack[pc.flat - lo:pc.flat - lo + pc.size] = st[key]
-            out = np.empty(flat.size, flat.dtype) if root in (None, self.rank) else None
-            recv = [out, (self.exchange.lengths, list(self.layout.bounds[:-1])),
-                    self.exchange.datatype]
-            if root is None:
-                self.comm.Allgatherv(pack, recv)
-            else:
-                self.comm.Gatherv(pack, recv if out is not None else None, root=root)
-            full[key] = out
-        if root not in (None, self.rank):
-            return None
-        state = {}
-        for i, p in enumerate(self._order):
-            if self._has_state[i]:
-                start = (p.__array_interface__["data"][0]
-                         - flat.__array_interface__["data"][0]) // flat.itemsize
-                state[i] = {"step": int(self._steps[i]),
-                            **{k: full[k][start:start + p.size].reshape(p.shape)
-                               for k in keys[i]}}
-        return state
-
-    def _param_group_pairs(self):
-        i = 0
-        for group in self.param_groups:
-            for _ in group["params"]:
-                yield i, group
-                i += 1
-
-    def state_dict(self):
+    def state_dict(self, root=None):
         """The single-process ``state_dict()``, with global (unsharded)
-        arrays, on every rank. Collective."""
+        arrays: on every rank, or with ``root`` (torch ZeRO's
+        ``consolidate_state_dict(to=root)``) on that rank only, None on the
+        others. Collective."""
         with self.lock:
-            return {"state": self._global_state(None), "param_groups": checkpoint.saved_groups(self.param_groups)}
+            state = shard_state.global_state(self, root)
+            if state is None:
+                return None
+            return {"state": state, "param_groups": checkpoint.saved_groups(self.param_groups)}
 
     def load_state_dict(self, state_dict):
-        """Restore a ``state_dict()`` (from a sharded or a single-process
-        optimizer over the same params and groups), given on every rank.
-        Checked whole first, as the single-process optimizer checks it; any
-        rank's refusal is every rank's, with nothing changed. Collective."""
+        """Restore a ``state_dict()`` (of a sharded or a single-process
+        optimizer over the same params and groups), the same one given on
+        every rank. Checked whole first by the single-process optimizer's
+        checks, without copying; any rank's refusal, or a difference between
+        the ranks' copies, is every rank's ValueError, with nothing changed.
+        Only this rank's pieces are copied in. Collective."""
         with self.lock:
-            staged, error = checked(self._stage_load, state_dict)
-            agree(self._mpi, self.comm, error, "load_state_dict refused")
-            self._apply_load(*staged)
-
-    def _stage_load(self, state_dict):
-        """(the checked single-process optimizer holding the state, this
-        rank's state_dict for the local optimizer)."""
-        check = self.optimizer_class([dict(group) for group in self.param_groups], **self._ctor)
-        check.load_state_dict(state_dict)
-        index = {pc.param: k for k, pc in enumerate(self._inner_pieces)}
-        local, groups, k = {}, [], 0
-        for gi, group in enumerate(check.param_groups):
-            n = len(self.local_optimizer.param_groups[gi]["params"])
-            groups.append({**{o: v for o, v in group.items() if o != "params"},
-                           "params": list(range(k, k + n))})
-            k += n
-        for i in check.state:
-            st = check.state[i]
-            if i in index:
-                pc = self._inner_pieces[index[i]]
-                local[index[i]] = {"step": st["step"],
-                                   **{key: a.reshape(-1)[pc.lo:pc.hi] for key, a in st.items()
-                                      if key != "step"}}
-        return check, {"state": local, "param_groups": groups}
-
-    def _apply_load(self, check, local):
-        self.local_optimizer.load_state_dict(local)
-        for outer, new in zip(self.param_groups, check.param_groups):
-            outer.update({k: v for k, v in new.items() if k != "params"})
-        state = check.state
-        self._has_state[:] = [i in state for i in range(len(self._order))]
-        self._steps[:] = [state[i]["step"] if i in state else 0 for i in range(len(self._order))]
-
-    # ---- checkpoints ------------------------------------------------------------
+            shard_state.load_state_dict(self, state_dict)
 
     def save(self, path):
         """Write a checkpoint of the single-process format (adamcore.checkpoint):
         rank 0 gathers the global state and writes it atomically, with the
         layout it was sharded by in the metadata. Collective."""
         with self.lock:
-            state = self._global_state(0)
-            error = None
-            if self.rank == 0:
-                layout = {"n_ranks": self.n_ranks, "bounds": list(self.layout.bounds),
-                          "stage": self.stage}
-                _, error = _checked_io(checkpoint.write, path, self.optimizer_class.__name__,
-                                       self.defaults, self._order, checkpoint.saved_groups(self.param_groups),
-                                       state, layout)
-            agree(self._mpi, self.comm, error, f"save({path!r}) failed")
+            shard_state.save(self, path)
 
     @classmethod
     def load(cls, path, optimizer_class, params, comm=None, *, groups=None, **kwargs):
         """A ShardedOptimizer over ``params`` restored from a checkpoint of
         ``save`` or of a single-process ``optimizer_class.save``, at any number
-        of ranks: rank 0 reads the file and sends it to every rank. ``groups``
-        default to the saved group sizes over the FlatParams' order; ``kwargs``
-        are the constructor's other arguments (stage, bucket, n_threads, ...).
-        A damaged or mismatched file raises ValueError on every rank."""
+        of ranks: rank 0 reads the file, and each rank receives only its shard
+        of the state. ``groups`` default to the saved group sizes over the
+        FlatParams' order; ``kwargs`` are the constructor's other arguments
+        (stage, bucket, max_grad_norm, n_threads, ...). A damaged or
+        mismatched file raises ValueError on every rank. Collective."""
         MPI = mpi()
         comm = MPI.COMM_WORLD if comm is None else comm
         read, error = None, None
         if comm.Get_rank() == 0:
-            read, error = _checked_io(_read_checkpoint, path, optimizer_class, kwargs)
-        agree(MPI, comm, error, f"load({path!r}) refused")
-        metadata, state_dict, defaults = comm.bcast(read, root=0)
-        if groups is None and isinstance(params, FlatParams):
-            names, groups, lo = list(params), [], 0
-            sizes = [len(g["params"]) for g in metadata["param_groups"]]
-            if sum(sizes) != len(names):
-                raise ValueError(f"{path}: the checkpoint holds {sum(sizes)} params, "
-                                 f"params has {len(names)}")
-            for n in sizes:
-                groups.append({"params": names[lo:lo + n]})
-                lo += n
-        accepted = inspect.signature(optimizer_class).parameters
-        opt = cls(optimizer_class, params, comm, groups=groups, **kwargs,
-                  **{k: v for k, v in defaults.items() if k in accepted})
+            read, error = checked(checkpoint.read, path)
+        agree(MPI, comm, error, f"load({str(path)!r}) refused")
+        metadata = comm.bcast(None if read is None else read[0], root=0)
+        ctor, error = checked(_load_arguments, path, optimizer_class, metadata, params, groups,
+                              kwargs)
+        agree(MPI, comm, error, f"load({str(path)!r}) refused")
+        defaults = ctor.pop("defaults")
+        opt = cls(optimizer_class, params, comm, **ctor)
+        # Deterministic from what every rank agreed on: the same verdict everywhere.
         if json.loads(json.dumps(opt.defaults, default=checkpoint._plain)) != defaults:
-            raise ValueError(f"{path}: the checkpoint's defaults {defaults} are not those of "
-                             f"a {optimizer_class.__name__}")
-        checkpoint.check_params_fit(path, opt._order, metadata["params"])
-        try:
-            opt.load_state_dict(state_dict)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+            raise ValueError(f"{path}: the checkpoint's defaults {defaults} are not those of a "
+                             f"{optimizer_class.__name__}")
+        checkpoint.check_params_fit(path, opt.param_order, metadata["params"])
+        with opt.lock:
+            shard_state.scatter_load(opt, None if read is None else read[1], path)
         return opt
 
     def __repr__(self):
@@ -517,18 +448,20 @@ class ShardedOptimizer:
                 f"{self.layout.n}, {self.state_bytes} state bytes)")
 
 
-def _read_checkpoint(path, optimizer_class, kwargs):
-    metadata, state_dict = checkpoint.read(path)
-    return metadata, state_dict, checkpoint.saved_defaults(optimizer_class, path, metadata,
-                                                           kwargs)
-
-
-def _checked_io(fn, *args):
-    """Like agree.checked, but an OSError (a missing file, a full disk) is
-    reported too: it is one rank's, and every rank must hear of it."""
-    try:
-        return fn(*args), None
-    except (TypeError, ValueError, OSError) as exc:
-        return None, exc
-
-
+def _load_arguments(path, optimizer_class, metadata, params, groups, kwargs):
+    """The constructor's arguments for ``load``: the saved defaults (not also
+    in ``kwargs``) and the groups, by default the saved group sizes over the
+    FlatParams' order. ``defaults`` rides along for load's check."""
+    defaults = checkpoint.saved_defaults(optimizer_class, path, metadata, kwargs)
+    if groups is None and isinstance(params, FlatParams):
+        names, groups, lo = list(params), [], 0
+        sizes = [len(g["params"]) for g in metadata["param_groups"]]
+        if sum(sizes) != len(names):
+            raise ValueError(f"{path}: the checkpoint holds {sum(sizes)} params, "
+                             f"params has {len(names)}")
+        for n in sizes:
+            groups.append({"params": names[lo:lo + n]})
+            lo += n
+    accepted = inspect.signature(optimizer_class).parameters
+    return {"groups": groups, **kwargs, **{k: v for k, v in defaults.items() if k in accepted},
+            "defaults": defaults}
