@@ -120,6 +120,11 @@ def contract(case):
             ref_schedule.step()
     assert fp.flat.tobytes() == ref_fp.flat.tobytes(), (case, "params differ")
     same_state(opt.state_dict(), ref.state_dict(), case)
+    on_root = opt.state_dict(root=0)  # consolidated on rank 0 only
+    if RANK == 0:
+        same_state(on_root, ref.state_dict(), (case, "root"))
+    else:
+        assert on_root is None, case
     assert opt.last_grad_norm == ref.last_grad_norm, (case, opt.last_grad_norm, ref.last_grad_norm)
     assert opt.skipped_steps == ref.skipped_steps, case
     if opt.stage == 1 and P > 1:  # the full reduced grads of the last step, on every rank

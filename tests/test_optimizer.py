@@ -406,6 +406,10 @@ def _broken(kind):
             sd["state"][0]["exp_avg"] = [0.0] * 5
         elif kind == "duplicate-param-id":
             sd["param_groups"][1]["params"][0] = sd["param_groups"][0]["params"][0]
+        elif kind == "group-without-params":
+            del sd["param_groups"][0]["params"]
+        elif kind == "state-not-dict":
+            sd["state"] = list(sd["state"].values())
         return sd
     return edit
 
@@ -424,6 +428,8 @@ LOAD_ERRORS = [
     ("missing-key", ValueError, r"keys 'state' and 'param_groups'"),
     ("state-not-array", ValueError, r"state\[0\]\['exp_avg'\] must be a float32 array"),
     ("duplicate-param-id", ValueError, r"lists param id 0 more than once"),
+    ("group-without-params", ValueError, r"param group 0 of state_dict must be a dict whose"),
+    ("state-not-dict", ValueError, r"state_dict\['state'\] a dict"),
 ]
 
 
@@ -444,7 +450,8 @@ def test_load_state_dict_refuses_and_changes_nothing(case, impl):
     groups_before = copy.deepcopy([{k: v for k, v in g.items() if k != "params"}
                                    for g in target.param_groups])
     sd = _broken(kind)(opt.state_dict())
-    sd_snap = {i: snapshot(st) for i, st in sd["state"].items()} if "state" in sd else {}
+    sd_snap = ({i: snapshot(st) for i, st in sd["state"].items()}
+               if isinstance(sd.get("state"), dict) else {})
     with pytest.raises(exc, match=pattern):
         target.load_state_dict(sd)
     assert_optimizer_snapshot_equal(optimizer_snapshot(target), before)

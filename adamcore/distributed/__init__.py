@@ -30,7 +30,8 @@ ranks). adamcore.distributed.exchange reduces with an Alltoall and a sum in
 rank order instead, which moves the same bytes as a reduce-scatter.
 
 Modules: ``layout`` (the shards, no MPI), ``exchange`` (the collectives),
-``agree`` (every rank refuses together), ``sharded`` (ShardedOptimizer).
+``agree`` (every rank refuses together), ``state`` (global state in and
+out: state_dict, checkpoints), ``sharded`` (ShardedOptimizer).
 """
 
 from adamcore.distributed.exchange import StepStats

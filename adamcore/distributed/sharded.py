@@ -94,6 +94,8 @@ class ShardedOptimizer:
       each with its own options, e.g. ``[{"params": ["w1", "w2"]},
       {"params": ["b1", "b2"], "weight_decay": 0.0}]``; every param in
       exactly one group. Default: one group of all, in FlatParams' order.
+      The groups are fixed at construction (they set the layout): there is
+      no ``add_param_group``.
     - ``stage=1``: the reduced grads are all-gathered too, so
       ``reduced_grad`` holds the full averaged gradient on every rank (ZeRO
       stage 1: state sharded, gradients not). ``stage=2``: each rank keeps
