@@ -279,6 +279,18 @@ def scenario_faults(_):
                                               lr=1e-3))
     assert fp.flat.tobytes() == before.tobytes(), "a refused step changed the params"
     same_state(opt.state_dict(), sd_before, "refused calls changed the state")
+    # A count with no next one, loaded on every rank: the step is refused on
+    # every rank, not by the kernel of the ranks that hold that param.
+    full = opt.state_dict()
+    full["state"][0]["step"] = 2 ** 63 - 1
+    opt.load_state_dict(full)
+    expect_error(ValueError, ["2**63 - 1 steps"], lambda: opt.step())
+    opt.load_state_dict(sd_before)
+    if P > 1:  # state_dict gathering to different roots on different ranks
+        expect_error(ValueError, ["disagree on root"], lambda: opt.state_dict(root=RANK))
+    # The same lr as another type on one rank is the same lr.
+    opt.param_groups[0]["lr"] = np.float64(OPTIONS["AdamW"]["lr"]) if RANK == last else \
+        OPTIONS["AdamW"]["lr"]
     # A key that is not an option (torch users add "name"s) changes nothing.
     opt.param_groups[0]["name"] = "weights"
     # The optimizer still steps in step with the reference.
@@ -295,6 +307,34 @@ def scenario_faults(_):
                  lambda: ShardedOptimizer.load("/nonexistent/x.npz", adamcore.AdamW, fp))
     if RANK == 0:
         print("PASS faults", flush=True)
+
+
+def scenario_threads(_):
+    """Two sharded optimizers stepped from two threads at once: each has its
+    own communicator, so their collectives cannot cross."""
+    import threading
+    dtype = np.dtype(np.float32)
+    runs = []
+    for seed in (0, 5):
+        fp = adamcore.FlatParams(initial(SHAPES, dtype, seed=seed), dtype)
+        runs.append((fp, ShardedOptimizer(adamcore.AdamW, fp, max_grad_norm=1.0,
+                                          **OPTIONS["AdamW"])))
+    threads = [threading.Thread(target=run_steps, args=(opt, fp, dtype, 6, 0))
+               for fp, opt in runs]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for seed, (fp, opt) in zip((0, 5), runs):
+        ref_fp = adamcore.FlatParams(initial(SHAPES, dtype, seed=seed), dtype)
+        ref = adamcore.AdamW(reference_groups(ref_fp, None), max_grad_norm=1.0,
+                             **OPTIONS["AdamW"])
+        for t in range(6):
+            total = ref_fp.split(reduced(fp.flat.size, dtype, t, P))
+            ref.step([total[k].copy() for k in ref_fp])
+        assert fp.flat.tobytes() == ref_fp.flat.tobytes(), "threads: params differ"
+    if RANK == 0:
+        print("PASS threads", flush=True)
 
 
 def scenario_die(args):
@@ -358,7 +398,7 @@ def scenario_memory(args):
         print("PASS memory", peak, expected, flush=True)
 
 
-SCENARIOS = {"memory": scenario_memory, "contract": scenario_contract, "save": scenario_save, "resume": scenario_resume,
+SCENARIOS = {"threads": scenario_threads, "memory": scenario_memory, "contract": scenario_contract, "save": scenario_save, "resume": scenario_resume,
              "faults": scenario_faults, "die": scenario_die}
 
 if __name__ == "__main__":

@@ -369,6 +369,12 @@ def test_checkpoint_saved_at_3_ranks_resumes_at_2_and_1_and_in_one_process(tmp_p
 
 
 @needs_mpi
+@pytest.mark.parametrize("n_ranks", [1, 3])
+def test_two_optimizers_step_from_two_threads(n_ranks):
+    assert "PASS threads" in passed(n_ranks, "threads")
+
+
+@needs_mpi
 @pytest.mark.parametrize("how", ["exit", "raise"])
 def test_a_rank_that_dies_mid_run_ends_the_launch(how):
     code, out = mpirun(3, "die", {"how": how}, timeout=120)

@@ -11,22 +11,27 @@ every rank passed and agrees, and a gather of the messages only when not.
 """
 
 import builtins
+import json
 import zlib
 
 import numpy as np
 
+from adamcore.checkpoint import _plain
+
 
 def digest(*parts):
-    """A 32-bit digest of ``parts``: their repr (floats repr exactly) and the
-    bytes of any arrays among them, the same in every process (unlike
-    ``hash``, which is salted per process for strings)."""
+    """A 32-bit digest of ``parts``, the same in every process (unlike
+    ``hash``, which is salted per process for strings): the bytes of arrays,
+    the JSON of anything else, with NumPy scalars as the Python numbers of
+    the same value (so ``np.float64(0.01)`` and ``0.01`` agree; floats are
+    written exactly)."""
     crc = 0
     for part in parts:
         if isinstance(part, np.ndarray):
             crc = zlib.crc32(repr((part.dtype.str, part.shape)).encode(), crc)
             crc = zlib.crc32(np.ascontiguousarray(part).view(np.uint8).reshape(-1), crc)
         else:
-            crc = zlib.crc32(repr(part).encode(), crc)
+            crc = zlib.crc32(json.dumps(part, default=_plain, sort_keys=True).encode(), crc)
     return crc
 
 

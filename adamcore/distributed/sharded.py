@@ -134,7 +134,10 @@ class ShardedOptimizer:
         comm = MPI.COMM_WORLD if comm is None else comm
         if not isinstance(comm, MPI.Comm):
             raise TypeError(f"comm must be an mpi4py communicator, got {type(comm).__name__}")
-        self.mpi, self.comm = MPI, comm
+        # A communicator of its own: two optimizers stepped from two threads
+        # must not interleave their collectives on the user's (MPI matches
+        # collectives by order per communicator).
+        self.mpi, self.comm = MPI, comm.Dup()
         self.rank, self.n_ranks = comm.Get_rank(), comm.Get_size()
         if abort_on_exception and self.n_ranks > 1:
             _abort_on_uncaught_exception(MPI)
@@ -359,6 +362,8 @@ class ShardedOptimizer:
                 raise ValueError(f"grads overlap {name}, which the step writes")
         for group in self.param_groups:
             _validate.check_group(self.optimizer_class.KIND, group)
+        if self.steps.size and self.steps.max() == 2 ** 63 - 1:
+            raise ValueError("a param has taken 2**63 - 1 steps; there is no next count")
         if self.max_grad_norm is not None and not _validate._real(
                 "max_grad_norm", self.max_grad_norm) > 0:
             raise ValueError(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")

@@ -42,6 +42,9 @@ def _offset(opt, p):
 def global_state(opt, root):
     """{param index: {"step", key: global array}} on every rank (``root``
     None) or on ``root`` only (None elsewhere): one gather per state key."""
+    _, error = checked(_check_root, root, opt.n_ranks)
+    agree(opt.mpi, opt.comm, error, "state_dict refused", value=digest(root),
+          about="root")
     kind, inner = opt.optimizer_class.KIND, opt.local_optimizer
     mine = {pc.param: sorted(st) for pc, st in zip(opt.pieces_in_order, inner._arrays)
             if st is not None}
@@ -57,14 +60,14 @@ def global_state(opt, root):
         for pc, st in zip(opt.pieces_in_order, inner._arrays):
             if st is not None and key in st:
                 pack[pc.flat - lo:pc.flat - lo + pc.size] = st[key]
-        out = np.empty(flat.size, flat.dtype) if root in (None, opt.rank) else None
+        out = np.empty(flat.size, flat.dtype) if root is None or root == opt.rank else None
         recv = [out, (opt.exchange.lengths, list(opt.layout.bounds[:-1])), opt.exchange.datatype]
         if root is None:
             opt.comm.Allgatherv(pack, recv)
         else:
             opt.comm.Gatherv(pack, recv if out is not None else None, root=root)
         full[key] = out
-    if root not in (None, opt.rank):
+    if not (root is None or root == opt.rank):
         return None
     state = {}
     for i, p in enumerate(opt.param_order):
@@ -73,6 +76,12 @@ def global_state(opt, root):
             state[i] = {"step": int(opt.steps[i]),
                         **{k: full[k][start:start + p.size].reshape(p.shape) for k in keys[i]}}
     return state
+
+
+def _check_root(root, n_ranks):
+    if root is not None and (isinstance(root, bool) or not isinstance(root, (int, np.integer))
+                             or not 0 <= root < n_ranks):
+        raise ValueError(f"root must be None or a rank in [0, {n_ranks}), got {root!r}")
 
 
 def _local_state_dict(opt, options, steps, keys, piece_array):
@@ -99,10 +108,11 @@ def stage(opt, state_dict):
     keys = [None if st is None else sorted(st) for st in arrays]
 
     def piece_array(pc, key):
-        a = arrays[pc.param][key]
+        a = np.asarray(arrays[pc.param][key])  # np.matrix would stay 2-D
         return a.reshape(-1)[pc.lo:pc.hi]  # a view for the C-contiguous arrays state_dict gives
 
     local = _local_state_dict(opt, options, steps, keys, piece_array)
+    opt.local_optimizer.checked_state_dict(local)  # what apply will load: refused now, if ever
     value = digest(options, steps.tolist(), keys,
                    *[a for st in arrays if st is not None for _, a in sorted(st.items())])
     return Staged(options=options, steps=steps.tolist(), has_state=[k is not None for k in keys],
