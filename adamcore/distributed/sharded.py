@@ -280,6 +280,7 @@ class ShardedOptimizer:
         # Params of no elements are in no shard: the keys their (empty) state
         # would have in one process, for state_dict.
         self._option_keys = sorted(self.defaults)  # what a group's step reads
+        self._last_options = (None, None)          # (values, their digest)
         self.empty_keys = {i: set() for i, p in enumerate(self.param_order) if p.size == 0}
         self._group_of = [gi for gi, group in enumerate(g.param_groups) for _ in group["params"]]
         self.skipped_steps = 0
@@ -368,8 +369,11 @@ class ShardedOptimizer:
                 "max_grad_norm", self.max_grad_norm) > 0:
             raise ValueError(f"max_grad_norm must be None or > 0, got {self.max_grad_norm!r}")
         keys = self._option_keys
-        return digest([[group[k] for k in keys] for group in self.param_groups],
-                      self.max_grad_norm, bool(self.skip_nonfinite))
+        values = [[group[k] for k in keys] for group in self.param_groups]
+        values.append([self.max_grad_norm, bool(self.skip_nonfinite)])
+        if values != self._last_options[0]:  # JSON costs 10 us; the values rarely change
+            self._last_options = (values, digest(values))
+        return self._last_options[1]
 
     def _sync_options(self):
         """The groups' options (a schedule may have changed them) into the
