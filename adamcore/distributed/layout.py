@@ -13,7 +13,6 @@ shard, in the optimizer's param order.
 """
 
 import bisect
-import hashlib
 from dataclasses import dataclass
 
 from adamcore.reference import NORM_BLOCK
@@ -101,11 +100,6 @@ class ShardLayout:
                     keyed.append(((piece.param, piece.lo + b * NORM_BLOCK), offset + b))
                 offset += piece.n_blocks
         return [index for _, index in sorted(keyed)]
-
-    def fingerprint(self):
-        """A short digest of the layout, equal on ranks that agree on it."""
-        text = repr((self.n, self.spans, self.bounds)).encode()
-        return hashlib.sha256(text).hexdigest()[:16]
 
 
 def _nearest(sorted_values, x):
