@@ -80,6 +80,13 @@ static inline void adamcore_run_bounds(int64_t r, int64_t n_runs, int64_t total,
  * (parallel.c). */
 typedef void (*adamcore_range_fn)(const void *ctx, int64_t lo, int64_t hi);
 void adamcore_split(int64_t total, int n_threads, adamcore_range_fn run, const void *ctx);
+/* Run [0, n_items) (elements, norm blocks) as run(ctx, lo, hi) on up to
+ * n_threads equal runs with edges on multiples of align, or as one call on
+ * the calling thread, with no OpenMP call, when serial is set (the caller's
+ * threshold) or fewer than two runs remain. adamcore_split is this over
+ * elements with the step's threshold. */
+void adamcore_split_runs(int64_t n_items, int serial, int n_threads, int64_t align,
+                         adamcore_range_fn run, const void *ctx);
 
 /* The level's chunk kernel for the dtype (0: float32, 1: float64). */
 adamcore_chunk_fn adamcore_chunk_for(int level, int is_f64);

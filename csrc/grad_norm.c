@@ -18,7 +18,6 @@
 #include <math.h>
 #include <stdint.h>
 #include "adam_internal.h"
-#include "omp_compat.h"
 
 #define LANES ADAMCORE_NORM_LANES
 
@@ -70,6 +69,19 @@ DEFINE_LEVEL(avx2, ADAMCORE_TARGET_AVX2)
 DEFINE_LEVEL(avx512, ADAMCORE_TARGET_AVX512)
 #endif
 
+typedef struct {
+    blocks_fn fn;
+    const adamcore_array *arrays;
+    int64_t n_arrays;
+    double *sums;
+} blocks_ctx;
+
+static void run_blocks(const void *vctx, int64_t lo, int64_t hi)
+{
+    const blocks_ctx *c = (const blocks_ctx *)vctx;
+    c->fn(c->arrays, c->n_arrays, lo, hi, c->sums);
+}
+
 int64_t adamcore_norm_blocks(const adamcore_array *arrays, int64_t n_arrays)
 {
     int64_t blocks = 0;
@@ -97,22 +109,9 @@ static int sumsq(const adamcore_array *arrays, int64_t n_arrays, double *work,
     if (level == ADAMCORE_SIMD_AVX512) fn = is_f64 ? blocks_f64_avx512 : blocks_f32_avx512;
     if (level == ADAMCORE_SIMD_AVX2) fn = is_f64 ? blocks_f64_avx2 : blocks_f32_avx2;
 #endif
+    const blocks_ctx ctx = {fn, arrays, n_arrays, work};
+    adamcore_split_runs(n_blocks, total < ADAMCORE_PARALLEL_MIN, n_threads, 1, run_blocks, &ctx);
     double *sums = work;
-    int64_t n_runs = n_threads;
-    if (total < ADAMCORE_PARALLEL_MIN || n_blocks < 2) n_runs = 1;
-    if (n_runs > n_blocks) n_runs = n_blocks;
-    if (n_runs <= 1) {
-        fn(arrays, n_arrays, 0, n_blocks, sums);
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads((int)n_runs)
-#endif
-        for (int64_t r = 0; r < n_runs; r++) {
-            int64_t lo, hi;
-            adamcore_run_bounds(r, n_runs, n_blocks, 1, &lo, &hi);
-            fn(arrays, n_arrays, lo, hi, sums);
-        }
-    }
     double s = 0.0;
     for (int64_t b = 0; b < n_blocks; b++) s += sums[b];  /* block order, for any split */
     int nonfinite = !isfinite(s);

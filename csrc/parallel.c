@@ -1,4 +1,6 @@
-/* The thread split every optimizer step uses (adam_step.c, family_step.c).
+/* The thread split every threaded loop uses: the optimizer steps (adam_step.c,
+ * family_step.c, rows.c, rank_sum.c) over elements, the norms (grad_norm.c,
+ * rows.c) over blocks.
  *
  * Design:
  * - Threads get equal contiguous blocks of the concatenated index space
@@ -23,16 +25,24 @@ void adamcore_split(int64_t total, int n_threads, adamcore_range_fn run, const v
     const int64_t min_block = ADAMCORE_PARALLEL_MIN / 2 > 16 ? ADAMCORE_PARALLEL_MIN / 2 : 16;
     int64_t n_blocks = total / min_block;
     if (n_blocks > n_threads) n_blocks = n_threads;
-    if (total < ADAMCORE_PARALLEL_MIN || n_blocks < 2) {
-        run(ctx, 0, total);
+    adamcore_split_runs(total, total < ADAMCORE_PARALLEL_MIN, (int)n_blocks, 16, run, ctx);
+}
+
+void adamcore_split_runs(int64_t n_items, int serial, int n_threads, int64_t align,
+                         adamcore_range_fn run, const void *ctx)
+{
+    int64_t n_runs = serial ? 1 : n_threads;
+    if (n_runs > n_items) n_runs = n_items;
+    if (n_runs <= 1) {  /* no OpenMP call: serial work, or one item */
+        run(ctx, 0, n_items);
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads((int)n_blocks)
+#pragma omp parallel for schedule(static) num_threads((int)n_runs)
 #endif
-    for (int64_t b = 0; b < n_blocks; b++) {
+    for (int64_t r = 0; r < n_runs; r++) {
         int64_t lo, hi;
-        adamcore_run_bounds(b, n_blocks, total, 16, &lo, &hi);
+        adamcore_run_bounds(r, n_runs, n_items, align, &lo, &hi);
         run(ctx, lo, hi);
     }
 }

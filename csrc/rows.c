@@ -28,7 +28,6 @@
 #include <stdint.h>
 #include <string.h>
 #include "adam_internal.h"
-#include "omp_compat.h"
 
 /* ---- coalescing ----------------------------------------------------------- */
 
@@ -342,6 +341,19 @@ DEFINE_ROWS_BLOCK(double, f64)
     }
 DEFINE_ROWS_NONFINITE(double, f64)
 
+typedef struct {
+    const adamcore_row_grad *g;
+    double *work;
+    int is_f64;
+} rows_blocks_ctx;
+
+static void run_rows_blocks(const void *vctx, int64_t lo, int64_t hi)
+{
+    const rows_blocks_ctx *c = (const rows_blocks_ctx *)vctx;
+    for (int64_t b = lo; b < hi; b++)
+        c->work[b] = c->is_f64 ? rows_block_f64(c->g, b) : rows_block_f32(c->g, b);
+}
+
 static int rows_sumsq(const adamcore_row_grad *g, double *work, int n_threads,
                       double *out_sumsq, int *out_nonfinite, int is_f64)
 {
@@ -350,23 +362,9 @@ static int rows_sumsq(const adamcore_row_grad *g, double *work, int n_threads,
         return ADAMCORE_EINVAL;
     const int64_t n_blocks = g->width ? adamcore_rows_norm_blocks(g) : 0;
     if (n_blocks > 0 && !work) return ADAMCORE_EINVAL;
-    int64_t n_runs = n_threads;
-    if (g->n_unique * g->width < ADAMCORE_PARALLEL_MIN || n_blocks < 2) n_runs = 1;
-    if (n_runs > n_blocks) n_runs = n_blocks;
-    if (n_runs <= 1) {  /* no OpenMP call below the threshold */
-        for (int64_t b = 0; b < n_blocks; b++)
-            work[b] = is_f64 ? rows_block_f64(g, b) : rows_block_f32(g, b);
-    } else {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads((int)n_runs)
-#endif
-        for (int64_t r = 0; r < n_runs; r++) {
-            int64_t lo, hi;
-            adamcore_run_bounds(r, n_runs, n_blocks, 1, &lo, &hi);
-            for (int64_t b = lo; b < hi; b++)
-                work[b] = is_f64 ? rows_block_f64(g, b) : rows_block_f32(g, b);
-        }
-    }
+    const rows_blocks_ctx ctx = {g, work, is_f64};
+    adamcore_split_runs(n_blocks, g->n_unique * g->width < ADAMCORE_PARALLEL_MIN, n_threads, 1,
+                        run_rows_blocks, &ctx);
     double s = 0.0;
     for (int64_t b = 0; b < n_blocks; b++) s += work[b];  /* block order, for any split */
     int nonfinite = !isfinite(s);
