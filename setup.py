@@ -63,7 +63,8 @@ extension = Extension(
     "adamcore._kernel",
     sources=["adamcore/_kernel.pyx", "csrc/adam_step.c", "csrc/adam_simd.c", "csrc/stream_probe.c",
              "csrc/grad_norm.c", "csrc/parallel.c", "csrc/family_step.c",
-             "csrc/family_simd.c", "csrc/rows.c", "csrc/rank_sum.c"],
+             "csrc/family_simd.c", "csrc/rows.c", "csrc/rank_sum.c", "csrc/lowp_step.c",
+             "csrc/lowp_simd.c", "csrc/qmaps.c"],
     include_dirs=["csrc", numpy.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from adamcore import _alloc, _impl, _validate, checkpoint, clip, rows
+from adamcore import _alloc, _impl, _validate, checkpoint, clip, qstate, rows
 from adamcore.plan import Plan
 from adamcore.rowgrad import RowGrad
 
@@ -63,6 +63,13 @@ def _check_param(param, index):
         raise ValueError(f"{name} is not aligned to its dtype ({param.dtype})")
 
 
+def _qmap_of(arrays, kind):
+    """The map id an int8 state entry carries (adamcore.qstate.QMAP_ID)."""
+    if qstate.stored_format(arrays, kind.slots[0]) is qstate.INT8:
+        return {"qmap": qstate.QMAP_ID}
+    return {}
+
+
 class _StateView(Mapping):
     """``opt.state``: param index -> a read-only dict of its state."""
 
@@ -74,7 +81,8 @@ class _StateView(Mapping):
             arrays = self._opt._arrays
             if not isinstance(i, numbers.Integral) or not 0 <= i < len(arrays) or arrays[i] is None:
                 raise KeyError(i)
-            return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i]})
+            return types.MappingProxyType({"step": int(self._opt._synced_steps()[i]), **arrays[i],
+                                           **_qmap_of(arrays[i], self._opt.KIND)})
 
     def __iter__(self):
         with self._opt.lock:
@@ -176,6 +184,8 @@ class Optimizer:
         group = {**self.defaults, **param_group, "params": params}
         self._normalize(group)
         _validate.check_group(self.KIND, group)
+        if group.get("state_dtype") == "bfloat16":
+            qstate.bfloat16()  # ImportError, saying how to install it
         start = len(self._params)
         for k, p in enumerate(params):
             _check_param(p, start + k)
@@ -299,15 +309,43 @@ class Optimizer:
                 i += 1
         fresh = {}
         for k, owners in wanted.items():
-            new = _alloc.zeros_like_aligned([p for _, p, _ in owners]) if k else [None] * len(owners)
-            for (i, _, group), a in zip(owners, new):
+            native = [o for o in owners if k is None or qstate.format_of(
+                o[2].get("state_dtype"), o[1]).is_native()]
+            new = (_alloc.zeros_like_aligned([p for _, p, _ in native]) if k
+                   else [None] * len(native))
+            for (i, _, group), a in zip(native, new):
                 st = fresh.setdefault(i, dict(self._arrays[i] or {}))
                 if k is not None:
                     value = group[kind.init[k]] if k in kind.init else 0.0
                     if value:
                         a.fill(value)
                     st[k] = a
+            for i, p, group in owners:  # low-precision state (adamcore.qstate)
+                fmt = None if k is None else qstate.format_of(group.get("state_dtype"), p)
+                if fmt is not None and not fmt.is_native():
+                    (arrays,) = qstate.new_arrays(fmt, k, [p])
+                    fresh.setdefault(i, dict(self._arrays[i] or {})).update(arrays)
         return fresh
+
+    def _check_formats(self):
+        """Every param's state is in the format its group's state_dtype asks
+        for: state_dtype cannot change under existing state (it would be
+        reinterpreted); load_state_dict(..., convert=True) converts."""
+        i = 0
+        for gi, group in enumerate(self.param_groups):
+            for p in group["params"]:
+                st = self._arrays[i]
+                if st:
+                    have = qstate.stored_format(st, self.KIND.slots[0])
+                    want = qstate.format_of(group.get("state_dtype"), p)
+                    if have != want:
+                        raise ValueError(
+                            f"params[{i}] has {have.name or p.dtype} state but param group {gi} "
+                            f"has state_dtype={group.get('state_dtype')!r}; state_dtype cannot "
+                            "change once a param has state. To convert it, load the state into "
+                            "an optimizer with the new state_dtype: "
+                            "new.load_state_dict(old.state_dict(), convert=True)")
+                i += 1
 
     def _step_general(self, grads, scale):
         """A step the plan does not cover: row gradients (``_step_rows``), or
@@ -320,6 +358,8 @@ class Optimizer:
         for group in self.param_groups:  # before the state they size is made
             hyper = kind.hyper_from(group)
             _validate.check_hyper(kind, hyper, kind.options)
+            _validate.check_group(kind, group)
+        self._check_formats()
         fresh = self._fresh_state(grads)
         arrays = [fresh.get(i, st) for i, st in enumerate(self._arrays)]
         plan = self._new_plan(arrays, first=fresh)
@@ -339,6 +379,11 @@ class Optimizer:
             for p in group["params"]:
                 g = grads[i]
                 if type(g) is RowGrad:
+                    if group.get("state_dtype") is not None:
+                        raise ValueError(f"grads[{i}] is a RowGrad, but param group of params[{i}] "
+                                         f"has state_dtype={group['state_dtype']!r}; row "
+                                         "gradients step state in the param's dtype only "
+                                         "(state_dtype=None)")
                     semantics = rows.semantics_of(kind, group, i)
                     rows.check(i, p, g)
                     work.append((i, p, g, group, semantics))
@@ -395,7 +440,8 @@ class Optimizer:
 
     def _checked_state(self, i, p, group, entry):
         """(step, arrays) from a saved state entry, checked against param ``p``
-        (the saved arrays themselves: load_state_dict copies them)."""
+        in the format of the saved ``group``'s state_dtype (the saved arrays
+        themselves: load_state_dict copies them)."""
         if not isinstance(entry, dict):
             raise TypeError(f"state[{i}] must be a dict, got {type(entry).__name__}")
         step = entry.get("step")
@@ -403,50 +449,71 @@ class Optimizer:
             step = step.item()
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"state[{i}]['step'] must be an integer >= 0, got {step!r}")
+        fmt = qstate.format_of(group.get("state_dtype"), p)
         required = set(self.ALWAYS_KEYS)
-        keys = set(entry) - {"step"}
-        if not required <= keys or not keys <= set(self.STATE_KEYS):
-            raise ValueError(f"state[{i}] must hold 'step' and {sorted(required)}, "
+        keys = set(entry) - {"step", "qmap"}
+        slots = keys & set(self.STATE_KEYS)
+        if not required <= keys or keys != set(qstate.keys_of(fmt, slots)):
+            raise ValueError(f"state[{i}] must hold 'step' and {sorted(required)}"
+                             f"{' with their _absmax and qmap (int8 state)' if fmt is qstate.INT8 else ''}, "
                              f"got {sorted(entry)}")
-        arrays = {}
         for key in sorted(keys):
-            a = entry[key]
-            if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
-                desc = (f"{a.dtype} array of shape {a.shape}" if isinstance(a, np.ndarray)
-                        else type(a).__name__)
-                raise ValueError(f"state[{i}]['{key}'] must be a {p.dtype} array of shape "
-                                 f"{p.shape} like params[{i}], got {desc}")
-            arrays[key] = a
-        return int(step), arrays
+            if not isinstance(entry[key], np.ndarray):
+                want = (f"{qstate.storage_dtype(fmt, p.dtype)} array of shape {p.shape} like "
+                        f"params[{i}]" if key in slots else "float32 array")
+                raise ValueError(f"state[{i}]['{key}'] must be a {want}, got "
+                                 f"{type(entry[key]).__name__}")
+        qmap = entry.get("qmap")
+        if isinstance(qmap, np.ndarray) and qmap.shape == () and qmap.dtype.kind == "U":
+            qmap = qmap.item()  # as a checkpoint file holds it
+        qstate.check_entry(i, entry, sorted(slots), fmt, p, qmap)
+        return int(step), {key: entry[key] for key in sorted(keys)}
 
     @_serialised
     def state_dict(self):
         """A snapshot: ``{"state": {i: {...}}, "param_groups": [...]}`` of plain
         dicts, ints, floats and NumPy array copies (PyTorch's layout)."""
         steps = self._synced_steps()
-        state = {i: {"step": int(steps[i]), **{k: a.copy() for k, a in st.items()}}
+        state = {i: {"step": int(steps[i]), **{k: a.copy() for k, a in st.items()},
+                     **_qmap_of(st, self.KIND)}
                  for i, st in enumerate(self._arrays) if st is not None}
         return {"state": state, "param_groups": checkpoint.saved_groups(self.param_groups)}
 
     @_serialised
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict, *, convert=False):
         """Restore a ``state_dict()``: checked whole against the params first,
-        then applied; a restored optimizer continues bitwise identically."""
-        groups, steps, arrays = self.checked_state_dict(state_dict)
+        then applied; a restored optimizer continues bitwise identically.
+
+        State saved with another ``state_dtype`` than a group has here is
+        refused, unless ``convert``: then it is converted to this group's
+        (decoded, and rounded to nearest: adamcore.qstate.convert) and the
+        group keeps its state_dtype."""
+        _validate.check_flag("convert", convert)
+        groups, steps, arrays = self.checked_state_dict(state_dict, convert=convert)
         for key in self.STATE_KEYS:  # copies, each kind in one buffer (see _fresh_state)
-            owners = [i for i, st in enumerate(arrays) if st is not None and key in st]
+            owners = [i for i, st in enumerate(arrays) if st is not None and key in st
+                      and arrays[i][key].dtype == self._params[i].dtype]
             copies = _alloc.zeros_like_aligned([self._params[i] for i in owners])
             for i, a in zip(owners, copies):
                 np.copyto(a, arrays[i][key])
                 arrays[i][key] = a
+        for i, st in enumerate(arrays):  # low-precision state: copies of its own
+            for key, a in (st or {}).items():
+                if key not in self.STATE_KEYS or a.dtype != self._params[i].dtype:
+                    copy = _alloc.aligned_zeros(a.size, a.dtype).reshape(
+                        a.shape, order="F" if a.flags.f_contiguous and not a.flags.c_contiguous
+                        else "C")
+                    np.copyto(copy, a)
+                    st[key] = copy
         self.param_groups = groups
         self._arrays, self._steps, self._plan = arrays, steps, None
         self._plan = self._new_plan(arrays)
 
-    def checked_state_dict(self, state_dict):
+    def checked_state_dict(self, state_dict, convert=False):
         """``state_dict`` checked whole against this optimizer's params, as
         (its groups with these params, per-param step counts, per param the
-        saved arrays or None); nothing is copied or changed. load_state_dict
+        saved arrays or None); nothing is copied or changed (but state
+        converted with ``convert``: load_state_dict). load_state_dict
         applies it; adamcore.distributed copies only its shard's part."""
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError("state_dict must be a dict with keys 'state' and 'param_groups'")
@@ -472,19 +539,32 @@ class Optimizer:
             new = {**options, "params": group["params"]}
             self._normalize(new)
             _validate.check_group(self.KIND, new)
+            saved_as = dict(new)  # the saved entries are in its format
+            here = group.get("state_dtype")
+            if new.get("state_dtype") != here:
+                if not convert:
+                    raise ValueError(
+                        f"param group {gi} of state_dict has state_dtype="
+                        f"{new.get('state_dtype')!r}, this optimizer's has {here!r}; pass "
+                        "convert=True to convert the state (rounded to the new format), or "
+                        "make the optimizer with the saved state_dtype")
+                new["state_dtype"] = here
             groups.append(new)
             for saved_id, p in zip(saved["params"], group["params"]):
                 if saved_id in index:
                     raise ValueError(f"state_dict lists param id {saved_id!r} more than once")
-                index[saved_id] = (len(index), p, new)
+                index[saved_id] = (len(index), p, saved_as, new)
         arrays = [None] * len(self._params)
         steps = np.zeros(len(self._params), np.int64)
         for saved_id, entry in saved_state.items():
             if saved_id not in index:
                 raise ValueError(f"state_dict has state for param id {saved_id!r}, "
                                  "which no param group lists")
-            i, p, group = index[saved_id]
-            steps[i], arrays[i] = self._checked_state(i, p, group, entry)
+            i, p, saved_as, group = index[saved_id]
+            steps[i], arrays[i] = self._checked_state(i, p, saved_as, entry)
+            want = qstate.format_of(group.get("state_dtype"), p)
+            if qstate.format_of(saved_as.get("state_dtype"), p) != want:
+                arrays[i] = qstate.convert(arrays[i], self.STATE_KEYS, want, p)
         return groups, steps, arrays
 
     # ---- checkpoints --------------------------------------------------------

@@ -12,11 +12,13 @@ cdef extern from "adamcore.h" nogil:
         const void *grad
         void *state[3]
         int64_t n
+        float *absmax[3]
+        uint64_t seed
 
     ctypedef struct adamcore_adam_hyper:
         double lr, beta1, beta2, eps, weight_decay, grad_scale
         int64_t step
-        int decoupled, amsgrad, maximize, eps_mode
+        int decoupled, amsgrad, maximize, eps_mode, state_format
 
     ctypedef struct adamcore_family_hyper:
         int kind
@@ -45,6 +47,8 @@ cdef extern from "adamcore.h" nogil:
     int adamcore_rank_sum_f32(const float *, int64_t, int64_t, int64_t, float, float *, int)
     int adamcore_rank_sum_f64(const double *, int64_t, int64_t, int64_t, double, double *,
                               int)
+    const uint32_t *adamcore_qmap_bits(int)
+    uint8_t adamcore_qencode(int, float)
     int adamcore_openmp_enabled()
     int adamcore_max_threads()
 

@@ -23,14 +23,14 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport isfinite
-from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uintptr_t
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcmp, memcpy, memset
 
 cimport numpy as cnp
 
 import numpy as np
 
-from adamcore import _validate, kinds
+from adamcore import _validate, kinds, qstate
 from adamcore.plan import Bucket, Kind, check_buckets
 from adamcore.rowgrad import Coalesced, RowGrad
 

@@ -7,17 +7,23 @@
 
 # ---- plans -------------------------------------------------------------------
 
+cdef enum:
+    _ENTRY = 6  # items per entry of _Compiled.entries
+
+
 cdef class _Compiled:
     """A plan (adamcore.plan.Plan) as the binding runs it, kept in
     ``plan.compiled``: its rows flattened (per entry: param index, param and
     the slots' state arrays), per group the C hyper struct and the slots it
     uses, with the option values it was read from (options are re-read only
-    when one of them is no longer the same object), and the kept spans."""
+    when one of them is no longer the same object), and the kept spans.
+    An entry is _ENTRY items: param, the 3 slots' arrays, and for
+    low-precision state the absmax arrays (a tuple, int8) and the seed."""
     cdef _KindC kc
-    cdef list groups, entries, snaps
+    cdef list groups, entries, snaps, state_dtypes
     cdef object rows  # the plan's rows this was built from (replaced, never changed)
     cdef Py_ssize_t n_params, n_rows, n_groups, n_entries
-    cdef int64_t[::1] index, row_start, row_group, row_slots, outside
+    cdef int64_t[::1] index, row_start, row_group, row_slots, row_fmt, outside
     cdef _Hyper *hypers
     cdef int *group_slots
     cdef _SpanCache spans
@@ -28,19 +34,26 @@ cdef class _Compiled:
     def __init__(self, plan):
         self.kc = _KINDS_C[plan.kind]
         self.groups, self.rows = plan.groups, plan.rows
+        self.state_dtypes = list(plan.state_dtypes)
         self.n_params, self.n_rows, self.n_groups = plan.n_params, len(plan.rows), plan.n_groups
         starts, index, self.entries = [0], [], []
         for row in plan.rows:  # the indices below are used unchecked: check them here
             if not (0 <= row.group < self.n_groups and type(row.states) is tuple
                     and len(row.states) == 3 and len(row.params) == len(row.indices)
                     and all(s is None or len(s) == len(row.params) for s in row.states)
-                    and all(0 <= i < self.n_params for i in row.indices)):
+                    and all(0 <= i < self.n_params for i in row.indices)
+                    and row.fmt in (0, 1, 2) and (row.fmt == 0 or self.kc.code == ADAMCORE_ADAM)
+                    and (row.fmt == 2) == (row.scales is not None)
+                    and (row.fmt == 1) == (row.seeds is not None)):
                 raise ValueError("a plan's rows do not fit its groups and params")
             index += row.indices
             for k, p in enumerate(row.params):
                 self.entries.append(p)
                 for s in row.states:
                     self.entries.append(None if s is None else s[k])
+                self.entries.append(None if row.scales is None else tuple(
+                    None if s is None else s[k] for s in row.scales))
+                self.entries.append(0 if row.seeds is None else row.seeds[k])
             starts.append(len(index))
         if not all(0 <= i < self.n_params for i in plan.outside):
             raise ValueError("a plan's outside params do not fit its params")
@@ -49,6 +62,7 @@ cdef class _Compiled:
         self.row_start = np.array(starts, np.int64)
         self.row_group = np.array([row.group for row in plan.rows], np.int64)
         self.row_slots = np.array([row.slots for row in plan.rows], np.int64)
+        self.row_fmt = np.array([row.fmt for row in plan.rows], np.int64)
         self.outside = np.array(plan.outside, np.int64)
         self.hypers = <_Hyper *>PyMem_Malloc(max(self.n_groups, 1) * sizeof(_Hyper))
         self.group_slots = <int *>PyMem_Malloc(max(self.n_groups, 1) * sizeof(int))
@@ -133,6 +147,8 @@ def run(plan, grads, scale, n_threads=None):
                          "add groups with add_param_group")
     for g in range(c.n_groups):
         c.refresh(g)
+        if (<dict>plan.groups[g]).get("state_dtype") != c.state_dtypes[g]:
+            return False
     if len(<list>grads) != c.n_params:  # changed by Python code run since (a __float__)
         raise TypeError(f"grads must be a list of {c.n_params} arrays or None")
     for r in range(c.n_rows):
@@ -152,9 +168,10 @@ def run(plan, grads, scale, n_threads=None):
                 grad = (<list>grads)[c.index[e]]
                 if grad is None:
                     continue
-                if not _tensor_ok(c.entries[4 * e], grad, c.entries[4 * e + 1],
-                                  c.entries[4 * e + 2], c.entries[4 * e + 3], c.row_slots[r],
-                                  &w, row, &n_spans, &typenum):
+                if not _tensor_ok(c.entries[_ENTRY * e], grad, c.entries[_ENTRY * e + 1],
+                                  c.entries[_ENTRY * e + 2], c.entries[_ENTRY * e + 3],
+                                  c.row_slots[r], &w, row, &n_spans, &typenum, c.row_fmt[r],
+                                  c.entries[_ENTRY * e + 4], c.entries[_ENTRY * e + 5]):
                     ok = False
                     break
                 row += 1
@@ -165,8 +182,10 @@ def run(plan, grads, scale, n_threads=None):
             if row > begin:
                 w.hypers[r] = c.hypers[c.row_group[r]]
                 _set_step(c.kc.code, &w.hypers[r], steps[r] + 1, d_scale, first[r] != 0)
-        ok = ok and _step_disjoint(w.keys, w.keys + 4 * w.n, n_spans, w.keys + 8 * w.n,
-                                   w.keys + 9 * w.n, row, w.keys + 10 * w.n, c.spans)
+                if c.kc.code == ADAMCORE_ADAM:
+                    w.hypers[r].adam.state_format = c.row_fmt[r]
+        ok = ok and _step_disjoint(w.keys, w.keys + _SPANS * w.n, n_spans, _grad_starts(&w),
+                                   _grad_ends(&w), row, _sort_space(&w), c.spans)
         if not ok:
             if has_row_grads(grads):  # stepped by adamcore.rows, not a run
                 return False
@@ -191,6 +210,12 @@ def run(plan, grads, scale, n_threads=None):
 
 
 # ---- explicit buckets ----------------------------------------------------------
+
+cdef object _scales_of(tuple scales, Py_ssize_t k):
+    """Tensor k's absmax arrays from a bucket's scales (per slot a list or None)."""
+    return tuple(None if s is None or type(s) is not list or len(<list>s) <= k
+                 else (<list>s)[k] for s in scales)
+
 
 def step_buckets(buckets, n_threads=None):
     """Step a list of buckets (adamcore.plan.Bucket): validate every one,
@@ -263,21 +288,36 @@ def step_buckets(buckets, n_threads=None):
                 break
             s0, s1, s2 = states
             typenum = -1
+            fmt, scales, seeds = bucket.fmt, bucket.scales, bucket.seeds
+            if not (type(fmt) is int and 0 <= fmt <= 2 and (fmt == 0 or kc.code == ADAMCORE_ADAM)
+                    and (fmt == 2) == (type(scales) is tuple and len(<tuple>scales) == 3)
+                    and (fmt == 1) == (type(seeds) is list and len(<list>seeds) == n)
+                    and (fmt == 2 or scales is None) and (fmt == 1 or seeds is None)):
+                ok = False
+                break
             for k in range(n):
+                if fmt == 1 and not (type((<list>seeds)[k]) is int
+                                     and 0 <= (<list>seeds)[k] < 2 ** 64):
+                    ok = False
+                    break
                 if not _tensor_ok((<list>params)[k], (<list>grads)[k],
                                   None if s0 is None else (<list>s0)[k],
                                   None if s1 is None else (<list>s1)[k],
                                   None if s2 is None else (<list>s2)[k],
-                                  slots, &w, row + k, &n_spans, &typenum):
+                                  slots, &w, row + k, &n_spans, &typenum, fmt,
+                                  None if fmt != 2 else _scales_of(scales, k),
+                                  (<list>seeds)[k] if fmt == 1 else 0):
                     ok = False
                     break
             if not ok:
                 break
             _set_step(kc.code, &w.hypers[b], step, d_scale, is_first)
+            if kc.code == ADAMCORE_ADAM:
+                w.hypers[b].adam.state_format = fmt
             w.counts[b], w.typenums[b], codes[b] = n, typenum, kc.code
             row += n
-        ok = ok and _step_disjoint(w.keys, w.keys + 4 * w.n, n_spans, w.keys + 8 * w.n,
-                                   w.keys + 9 * w.n, row, w.keys + 10 * w.n, None)
+        ok = ok and _step_disjoint(w.keys, w.keys + _SPANS * w.n, n_spans, _grad_starts(&w),
+                                   _grad_ends(&w), row, _sort_space(&w), None)
         if not ok:
             check_buckets(buckets, n_threads)
             raise RuntimeError("adamcore internal error: the C checks refused a step that "
@@ -326,8 +366,8 @@ def step_one(kind, param, grad, states, step, grad_scale, n_threads, dict hyper)
                     break
                 s[k] = None if slot is None else (<list>slot)[0]
         ok = ok and (_tensor_ok(param, grad, s[0], s[1], s[2], slots, &w, 0, &n_spans, &typenum)
-                     and _step_disjoint(w.keys, w.keys + 4, n_spans, w.keys + 8, w.keys + 9, 1,
-                                        w.keys + 10, None))
+                     and _step_disjoint(w.keys, w.keys + _SPANS, n_spans, _grad_starts(&w),
+                                        _grad_ends(&w), 1, _sort_space(&w), None))
         if not ok:
             step_buckets([Bucket(kind, kind.hyper_type(**hyper), step, [param], [grad], states,
                                  None, grad_scale)], n_threads)

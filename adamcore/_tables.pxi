@@ -4,8 +4,9 @@
 # overlap check; then the kernel calls, one per row or bucket.
 
 cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeable,
-                    uintptr_t *start, uintptr_t *end) noexcept:
-    """obj matches param in type, dtype, shape and layout; record its byte span."""
+                    uintptr_t *start, uintptr_t *end, int typenum=-1) noexcept:
+    """obj matches param in type, shape and layout, and in dtype (or has
+    ``typenum``, for low-precision state); record its byte span."""
     cdef cnp.ndarray a
     cdef int flags, k
     cdef cnp.npy_intp dim, nbytes
@@ -13,7 +14,9 @@ cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeabl
         return False
     a = <cnp.ndarray>obj
     flags = cnp.PyArray_FLAGS(a)
-    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(param):
+    if typenum < 0:
+        typenum = cnp.PyArray_TYPE(param)
+    if cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(param):
         return False
     nbytes = cnp.PyArray_ITEMSIZE(a)
     for k in range(cnp.PyArray_NDIM(a)):
@@ -31,16 +34,37 @@ cdef bint _array_ok(object obj, cnp.ndarray param, int order_flag, bint writeabl
 
 
 cdef enum:
-    _STACK_WORDS = 512  # 4 KiB: a step this small needs no heap (a few tensors)
+    _STACK_WORDS = 1024  # 8 KiB: a step this small needs no heap (a few tensors)
     _STACK_BYTES = 8 * _STACK_WORDS
+    _SPANS = 7           # buffers per tensor besides its grad: param, 3 states, 3 absmax
+    _KEYS = 3 * _SPANS + 2
+
+
+cdef int _BF16 = -1  # ml_dtypes.bfloat16's type number, where it is installed
+try:
+    _BF16 = qstate.bfloat16().num
+except ImportError:
+    pass
+
+
+cdef inline uintptr_t *_grad_starts(_Work *w) noexcept:
+    return w.keys + 2 * _SPANS * w.n
+
+
+cdef inline uintptr_t *_grad_ends(_Work *w) noexcept:
+    return w.keys + (2 * _SPANS + 1) * w.n
+
+
+cdef inline uintptr_t *_sort_space(_Work *w) noexcept:
+    return w.keys + (2 * _SPANS + 2) * w.n
 
 
 cdef struct _Work:
     # One step's tables, carved from one block: ``table`` (one row per
-    # tensor) and ``keys`` (14 per tensor: the param and state spans' starts
-    # [0, 4n) and ends [4n, 8n), the grads' starts [8n, 9n) and ends
-    # [9n, 10n), the sort's work space [10n, 14n)); ``hypers``, ``counts``
-    # and ``typenums``, one per call.
+    # tensor) and ``keys`` (_KEYS per tensor: the spans' starts [0, 7n) and
+    # ends [7n, 14n) of params, states and absmax arrays, the grads' starts
+    # (_grad_starts) and ends, the sort's work space (_sort_space));
+    # ``hypers``, ``counts`` and ``typenums``, one per call.
     adamcore_tensor *table
     uintptr_t *keys
     _Hyper *hypers
@@ -55,7 +79,7 @@ cdef int _work_init(_Work *w, Py_ssize_t n_tensors, Py_ssize_t n_calls, char *st
     one heap block (freed by _work_free). Every size is a multiple of 8 but
     the last, so every part stays aligned."""
     cdef size_t a = max(n_tensors, 1) * sizeof(adamcore_tensor)
-    cdef size_t b = a + max(14 * n_tensors, 1) * sizeof(uintptr_t)
+    cdef size_t b = a + max(_KEYS * n_tensors, 1) * sizeof(uintptr_t)
     cdef size_t c = b + max(n_calls, 1) * sizeof(_Hyper)
     cdef size_t d = c + max(n_calls, 1) * sizeof(Py_ssize_t)
     cdef size_t total = d + max(n_calls, 1) * sizeof(int)
@@ -80,17 +104,21 @@ cdef inline void _work_free(_Work *w) noexcept:
 
 
 cdef bint _tensor_ok(object param, object grad, object s0, object s1, object s2, int slots,
-                     _Work *w, Py_ssize_t row, Py_ssize_t *n_spans, int *typenum) noexcept:
+                     _Work *w, Py_ssize_t row, Py_ssize_t *n_spans, int *typenum,
+                     int fmt=0, object scales=None, uint64_t seed=0) noexcept:
     """Check one tensor (``slots``: bit k, state slot k is used) and fill
     row ``row`` of the table; its param and state spans are appended at
     keys[n_spans], its grad's go to the grads' part at ``row``. ``typenum``
-    is the call's dtype (-1: set it from this param)."""
+    is the call's dtype (-1: set it from this param). ``fmt`` is the state's
+    format (adamcore.qstate), ``scales`` int8 state's absmax arrays (a
+    tuple of 3, None where a slot is unused) and ``seed`` bfloat16 state's
+    stream."""
     cdef cnp.ndarray p
-    cdef int order_flag, flags, j
+    cdef int order_flag, flags, j, state_type
     cdef Py_ssize_t n0
     cdef adamcore_tensor *t = &w.table[row]
     cdef uintptr_t *starts = w.keys
-    cdef uintptr_t *ends = w.keys + 4 * w.n
+    cdef uintptr_t *ends = w.keys + _SPANS * w.n
     if not cnp.PyArray_Check(param):
         return False
     p = <cnp.ndarray>param
@@ -104,22 +132,57 @@ cdef bint _tensor_ok(object param, object grad, object s0, object s1, object s2,
     order_flag = cnp.NPY_ARRAY_C_CONTIGUOUS if flags & cnp.NPY_ARRAY_C_CONTIGUOUS else cnp.NPY_ARRAY_F_CONTIGUOUS
     n0 = n_spans[0]
     if not (_array_ok(p, p, order_flag, True, &starts[n0], &ends[n0])
-            and _array_ok(grad, p, order_flag, False, &w.keys[8 * w.n + row],
-                          &w.keys[9 * w.n + row])):
+            and _array_ok(grad, p, order_flag, False, &_grad_starts(w)[row],
+                          &_grad_ends(w)[row])):
         return False
     t.param = <void *>starts[n0]
-    t.grad = <const void *>w.keys[8 * w.n + row]
+    t.grad = <const void *>_grad_starts(w)[row]
     t.n = cnp.PyArray_SIZE(p)
+    t.seed = seed
     n_spans[0] += 1
+    state_type = -2  # refused: an unknown format, or bfloat16 without ml_dtypes
+    if fmt == 0:
+        state_type = -1
+    elif fmt == 1 and _BF16 >= 0:
+        state_type = _BF16
+    elif fmt == 2:
+        state_type = cnp.NPY_UINT8
+    if state_type == -2 or (fmt == 2) != (scales is not None) or (
+            scales is not None and (type(scales) is not tuple or len(<tuple>scales) != 3)):
+        return False
     for j in range(3):
         t.state[j] = NULL
+        t.absmax[j] = NULL
         if (slots >> j) & 1:
             n0 = n_spans[0]
             if not _array_ok(s0 if j == 0 else (s1 if j == 1 else s2), p, order_flag, True,
-                             &starts[n0], &ends[n0]):
+                             &starts[n0], &ends[n0], state_type):
                 return False
             t.state[j] = <void *>starts[n0]
             n_spans[0] += 1
+            if fmt == 2:
+                n0 = n_spans[0]
+                if not _absmax_ok((<tuple>scales)[j], (t.n + 255) // 256, &starts[n0], &ends[n0]):
+                    return False
+                t.absmax[j] = <float *>starts[n0]
+                n_spans[0] += 1
+    return True
+
+
+cdef bint _absmax_ok(object obj, Py_ssize_t n_blocks, uintptr_t *start, uintptr_t *end) noexcept:
+    """obj is int8 state's absmax array: float32, n_blocks long, contiguous,
+    aligned, writeable; record its byte span."""
+    cdef cnp.ndarray a
+    if not cnp.PyArray_Check(obj):
+        return False
+    a = <cnp.ndarray>obj
+    if not (cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32 and cnp.PyArray_NDIM(a) == 1
+            and cnp.PyArray_DIM(a, 0) == n_blocks and cnp.PyArray_IS_C_CONTIGUOUS(a)
+            and cnp.PyArray_ISALIGNED(a) and cnp.PyArray_ISWRITEABLE(a)
+            and cnp.PyArray_ISNOTSWAPPED(a)):
+        return False
+    start[0] = <uintptr_t>cnp.PyArray_DATA(a)
+    end[0] = start[0] + <uintptr_t>(4 * n_blocks)
     return True
 
 

@@ -16,6 +16,8 @@ import numbers
 
 import numpy as np
 
+from adamcore import qstate
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -99,6 +101,37 @@ FLAG = Flag()
 EPS_MODE = Choice("torch", "keras")
 
 
+class Among:
+    """One of ``values``, None included (an option outside the kernel's
+    hyper: Adam's ``state_dtype``)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, *values):
+        self.values = values
+
+    def check(self, name, value):
+        if not (value is None or isinstance(value, str)) or value not in self.values:
+            wanted = ", ".join(repr(v) for v in self.values)
+            raise ValueError(f"{name} must be one of {wanted}; got {value!r}")
+
+
+class Seed:
+    """An integer in [0, 2**64)."""
+
+    __slots__ = ()
+
+    def check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if not 0 <= int(value) < 2 ** 64:
+            raise ValueError(f"{name} must be in [0, 2**64), got {value!r}")
+
+
+STATE_DTYPE = Among(None, "bfloat16", "int8")
+SEED = Seed()
+
+
 # ---- scalars of a call ------------------------------------------------------
 
 def check_beta_pair(betas):
@@ -176,21 +209,27 @@ def _span(a):
     return start, start + a.nbytes
 
 
-def check_tensor(index, param, grad, state):
+def check_tensor(index, param, grad, state, fmt=None, scales=()):
     """Check one tensor's arrays against its param, ``state`` a list of (name,
-    array) pairs; raise on the first problem."""
+    array) pairs stored in format ``fmt`` (adamcore.qstate; None: the
+    param's dtype), ``scales`` int8 state's (name, absmax array) pairs;
+    raise on the first problem."""
+    fmt = fmt or qstate.NATIVE
     arrays = [("param", param), ("grad", grad)] + list(state)
-    for name, a in arrays:
+    for name, a in arrays + list(scales):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{label(name, index)} must be a numpy.ndarray, got {type(a).__name__}")
     p_name = label("param", index)
     if param.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{p_name} must have dtype float32 or float64, got {param.dtype}")
     for name, a in arrays[1:]:
-        if a.dtype != param.dtype:
+        want = param.dtype if name == "grad" else qstate.storage_dtype(fmt, param.dtype)
+        if a.dtype != want:
             raise TypeError(
                 f"{label(name, index)} has dtype {a.dtype} but {p_name} has dtype {param.dtype}"
-            )
+                if want == param.dtype else
+                f"{label(name, index)} has dtype {a.dtype} but {p_name}'s "
+                f"{fmt.name} state is {want}")
         if a.shape != param.shape:
             raise ValueError(
                 f"{label(name, index)} has shape {a.shape} but {p_name} has shape {param.shape}"
@@ -209,7 +248,14 @@ def check_tensor(index, param, grad, state):
                 f"{label(name, index)} must be {order}-contiguous like {p_name} "
                 "(same memory layout, so elements pair up)"
             )
-    return [(label(name, index), a) for name, a in arrays]
+    blocks = qstate.n_blocks(param.size)
+    for name, a in scales:
+        if a.dtype != np.float32 or a.shape != (blocks,):
+            raise ValueError(f"{label(name, index)} must be a float32 array of shape ({blocks},), "
+                             f"one absmax per block of {qstate.QBLOCK}; got {a.dtype} {a.shape}")
+        if not (a.flags.writeable and a.flags.aligned and a.flags.c_contiguous):
+            raise ValueError(f"{label(name, index)} must be writeable, aligned and contiguous")
+    return [(label(name, index), a) for name, a in arrays + list(scales)]
 
 
 def check_no_overlap(named_arrays):

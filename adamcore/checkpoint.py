@@ -17,7 +17,10 @@ objects) with these entries:
   the params that have state) and ``arrays`` (the names of the other entries);
 - ``steps``: int64, the step count of each param listed in ``state``;
 - ``state.{i}.{key}``: param i's ``exp_avg``, ``exp_avg_sq`` and, with
-  AMSGrad, ``max_exp_avg_sq``.
+  AMSGrad, ``max_exp_avg_sq``; with ``state_dtype="int8"`` also each one's
+  ``{key}_absmax`` and ``qmap`` (the id of the code maps, a 0-d string);
+  bfloat16 state is stored as ``.npy``'s raw 2-byte type and read back as
+  ``ml_dtypes.bfloat16`` (adamcore.qstate).
 
 Design: the file is written to a temporary file in the target's directory,
 flushed to disk, then renamed over the target (``os.replace``, atomic on POSIX
@@ -38,6 +41,8 @@ import zipfile
 import zlib
 
 import numpy as np
+
+from adamcore import qstate
 
 __all__ = ["save", "load", "read", "write"]
 
@@ -257,7 +262,10 @@ def _parse(f):
             prefix, _, key = name.rpartition(".")
             if prefix not in owner:
                 raise ValueError(f"entry {name!r} belongs to no param with state")
-            state[owner[prefix]][key] = npz[name]
+            a = npz[name]
+            if a.dtype.kind == "V" and a.dtype.itemsize == 2:  # .npy keeps bfloat16 as raw V2
+                a = a.view(qstate.bfloat16())
+            state[owner[prefix]][key] = a
     return metadata, {"state": state, "param_groups": metadata["param_groups"]}
 
 

@@ -111,7 +111,8 @@ ADAM = Kind(
     dict(lr=v.LR, beta1=v.BETA1, beta2=v.BETA2, eps=v.EPS, weight_decay=v.WEIGHT_DECAY,
          eps_mode=v.EPS_MODE, amsgrad=v.FLAG, maximize=v.FLAG, decoupled=v.FLAG),
     (True, True, "amsgrad"), reference.adam,
-    options=dict(decoupled="decoupled_weight_decay"), extra=dict(lazy=v.FLAG))
+    options=dict(decoupled="decoupled_weight_decay"),
+    extra=dict(lazy=v.FLAG, state_dtype=v.STATE_DTYPE, seed=v.SEED))
 
 # Row gradients only (adamcore.rows): no dense kernel, so not in KINDS.
 SPARSE_ADAM = Kind(

@@ -42,19 +42,28 @@ class Adam(_base.Optimizer):
     zero gradient, their moments decay and they keep moving), computed
     without making that gradient; ``lazy=True`` (per group) steps the present
     rows only (TF Addons' LazyAdam). See adamcore.rows.
+
+    ``state_dtype`` (per group) stores m and v (and the AMSGrad max) in
+    fewer bytes: None (the param's dtype), "bfloat16" (2 bytes, stochastic
+    rounding drawn from ``seed``; needs ``pip install 'adamcore[bfloat16]'``)
+    or "int8" (1 byte and a float32 scale per 256 elements, bitsandbytes'
+    dynamic maps; params under 4096 elements keep their dtype's state).
+    The step is the same fused pass; adamcore.qstate has the formats and
+    rounding rules. The state cannot change format in place: see
+    ``load_state_dict(..., convert=True)``.
     """
 
     KIND = kinds.ADAM
-    ADDED_OPTIONS = {"lazy": False}
+    ADDED_OPTIONS = {"lazy": False, "state_dtype": None, "seed": 0}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  amsgrad=False, maximize=False, decoupled_weight_decay=False,
-                 eps_mode="torch", lazy=False, max_grad_norm=None, skip_nonfinite=False,
-                 n_threads=None, impl="auto"):
+                 eps_mode="torch", lazy=False, state_dtype=None, seed=0, max_grad_norm=None,
+                 skip_nonfinite=False, n_threads=None, impl="auto"):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         amsgrad=amsgrad, maximize=maximize,
                         decoupled_weight_decay=decoupled_weight_decay, eps_mode=eps_mode,
-                        lazy=lazy)
+                        lazy=lazy, state_dtype=state_dtype, seed=seed)
         super().__init__(params, defaults, max_grad_norm=max_grad_norm,
                          skip_nonfinite=skip_nonfinite, n_threads=n_threads, impl=impl)
 
@@ -65,11 +74,12 @@ class AdamW(Adam):
     adding ``weight_decay * p`` to the gradient. Same API as :class:`Adam`."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
-                 amsgrad=False, maximize=False, eps_mode="torch", lazy=False,
-                 max_grad_norm=None, skip_nonfinite=False, n_threads=None, impl="auto"):
+                 amsgrad=False, maximize=False, eps_mode="torch", lazy=False, state_dtype=None,
+                 seed=0, max_grad_norm=None, skip_nonfinite=False, n_threads=None, impl="auto"):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad=amsgrad,
                          maximize=maximize, decoupled_weight_decay=True, eps_mode=eps_mode,
-                         lazy=lazy, max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite,
+                         lazy=lazy, state_dtype=state_dtype, seed=seed,
+                         max_grad_norm=max_grad_norm, skip_nonfinite=skip_nonfinite,
                          n_threads=n_threads, impl=impl)
 
 

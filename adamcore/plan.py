@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adamcore import _validate
+from adamcore import _validate, qstate
 
 #: State slots per tensor (csrc/adamcore.h: adamcore_tensor.state).
 SLOTS = 3
@@ -136,7 +136,11 @@ class Bucket:
     (``Kind.required``). ``step`` is the count after this step (>= 1);
     ``grad_scale`` multiplies every grad first (clipping; 1: none); ``first``
     says the state was created for this step (SGD starts its buffer at g);
-    ``indices`` name the tensors in messages (``grads[3]``), or None."""
+    ``indices`` name the tensors in messages (``grads[3]``), or None.
+    ``fmt`` is how the state is stored (adamcore.qstate: a ``StateFormat``'s
+    code; Adam only); with int8 state ``scales`` holds per slot the list of
+    absmax arrays (None where the slot is unused), with bfloat16 state
+    ``seeds`` the tensors' rounding streams (adamcore.qstate.tensor_seed)."""
 
     kind: Kind
     hyper: object
@@ -147,6 +151,9 @@ class Bucket:
     indices: list = None
     grad_scale: float = 1.0
     first: bool = False
+    fmt: int = 0
+    scales: tuple = None
+    seeds: list = None
 
 
 @dataclass(eq=False)
@@ -154,7 +161,8 @@ class Row:
     """Params of one group that share a dtype, a step count and the slots
     they hold: ``indices`` (optimizer-wide), the params, and per slot the
     list of their state arrays (None where the row's ``slots`` leave it out:
-    bit k of ``slots`` is slot k). Its step count and first-step flag live
+    bit k of ``slots`` is slot k); ``fmt``, ``scales`` and ``seeds`` as a
+    Bucket's (every list per param). Its step count and first-step flag live
     in its plan's arrays, at the row's position."""
 
     group: int
@@ -162,6 +170,28 @@ class Row:
     indices: list
     params: list
     states: tuple
+    fmt: int = 0
+    scales: tuple = None
+    seeds: list = None
+
+    def empty_like(self):
+        """A row of the same group, slots and format with no params yet."""
+        lists = lambda t: None if t is None else tuple(None if x is None else [] for x in t)
+        return Row(self.group, self.slots, [], [], lists(self.states), self.fmt,
+                   lists(self.scales), None if self.seeds is None else [])
+
+    def append(self, other, k):
+        """Append param k of row ``other``."""
+        self.indices.append(other.indices[k])
+        self.params.append(other.params[k])
+        for src, dst in zip(other.states, self.states):
+            if dst is not None:
+                dst.append(src[k])
+        for src, dst in zip(other.scales or (), self.scales or ()):
+            if dst is not None:
+                dst.append(src[k])
+        if self.seeds is not None:
+            self.seeds.append(other.seeds[k])
 
 
 class Plan:
@@ -176,8 +206,11 @@ class Plan:
     spans of params and state), ``scratch`` the NumPy reference's buffers;
     both are caches, dropped when the rows change."""
 
-    def __init__(self, kind, groups, rows, steps, first, outside, n_params):
+    def __init__(self, kind, groups, rows, steps, first, outside, n_params, state_dtypes=None):
         self.kind, self.groups, self.rows = kind, groups, rows
+        # per group, the state_dtype its rows were built for (None: the
+        # param's dtype); a run whose group asks for another does not cover the step
+        self.state_dtypes = [None] * len(groups) if state_dtypes is None else state_dtypes
         self.steps = np.asarray(steps, np.int64)
         self.first = np.asarray(first, np.uint8)
         self.outside, self.n_params, self.n_groups = outside, n_params, len(groups)
@@ -195,31 +228,45 @@ class Plan:
         params whose state was created for the coming step."""
         first = set(first)
         rows, keys, counts, flags, outside, i = [], {}, [], [], [], 0
+        state_dtypes = []
         for gi, group in enumerate(groups):
             used = kind.required(kind.hyper_from(group))
             names = [s for s, need in zip(kind.slots, used) if need]
             mask = sum(1 << k for k, need in enumerate(used) if need)
+            state_dtype = group.get("state_dtype")
+            state_dtypes.append(state_dtype)
             for p in group["params"]:
                 st = arrays[i]
                 if st is None or any(s not in st for s in names):
                     outside.append(i)
-                else:
-                    key = (gi, p.dtype.num, int(steps[i]), i in first)
-                    r = keys.get(key)
-                    if r is None:
-                        r = keys[key] = len(rows)
-                        rows.append(Row(gi, mask, [], [], tuple(
-                            [] if need else None for need in used)))
-                        counts.append(key[2])
-                        flags.append(key[3])
-                    row = rows[r]
-                    row.indices.append(i)
-                    row.params.append(p)
-                    for s, lst in zip(kind.slots, row.states):
-                        if lst is not None:
-                            lst.append(st[s])
+                    i += 1
+                    continue
+                fmt = qstate.stored_format(st, kind.slots[0])
+                if fmt != qstate.format_of(state_dtype, p):
+                    state_dtypes[gi] = _MISMATCH  # the general path says why
+                key = (gi, p.dtype.num, int(steps[i]), i in first, fmt.code)
+                r = keys.get(key)
+                if r is None:
+                    r = keys[key] = len(rows)
+                    slots = tuple([] if need else None for need in used)
+                    scales = (tuple(None if x is None else [] for x in slots)
+                              if fmt is qstate.INT8 else None)
+                    rows.append(Row(gi, mask, [], [], slots, fmt.code, scales,
+                                    [] if fmt is qstate.BF16 else None))
+                    counts.append(key[2])
+                    flags.append(key[3])
+                row = rows[r]
+                row.indices.append(i)
+                row.params.append(p)
+                for k, (s, lst) in enumerate(zip(kind.slots, row.states)):
+                    if lst is not None:
+                        lst.append(st[s])
+                        if row.scales is not None:
+                            row.scales[k].append(st[qstate.scale_key(s)])
+                if row.seeds is not None:
+                    row.seeds.append(qstate.tensor_seed(group.get("seed", 0), i))
                 i += 1
-        return cls(kind, groups, rows, counts, flags, outside, i)
+        return cls(kind, groups, rows, counts, flags, outside, i, state_dtypes)
 
     def param_steps(self, out):
         """Write each row's step count into ``out`` (per param)."""
@@ -259,17 +306,22 @@ class Plan:
                                      if need)))
         if any(masks[row.group][1] != row.slots for row in self.rows):
             return None
+        if any(g.get("state_dtype") != sd for g, sd in zip(self.groups, self.state_dtypes)):
+            return None
         if any(grads[i] is not None for i in self.outside):
             return None
         out = []
         for r, row in enumerate(self.rows):
             present = [k for k, i in enumerate(row.indices) if grads[i] is not None]
             if present:
+                pick = lambda lists: None if lists is None else tuple(
+                    None if s is None else [s[k] for k in present] for s in lists)
                 out.append(Bucket(
                     kind, masks[row.group][0], int(self.steps[r]) + 1,
                     [row.params[k] for k in present], [grads[row.indices[k]] for k in present],
-                    tuple(None if s is None else [s[k] for k in present] for s in row.states),
-                    [row.indices[k] for k in present], scale, bool(self.first[r])))
+                    pick(row.states), [row.indices[k] for k in present], scale,
+                    bool(self.first[r]), row.fmt, pick(row.scales),
+                    None if row.seeds is None else [row.seeds[k] for k in present]))
         return out
 
     def split(self, rows, grads):
@@ -292,25 +344,22 @@ class Plan:
         for row, ks, step, first in parts:
             if not ks:
                 continue
-            key = (row.group, row.params[ks[0]].dtype.num, step, first, row.slots)
+            key = (row.group, row.params[ks[0]].dtype.num, step, first, row.slots, row.fmt)
             r = keys.get(key)
             if r is None:
                 r = keys[key] = len(merged)
-                merged.append(Row(row.group, row.slots, [], [], tuple(
-                    None if s is None else [] for s in row.states)))
+                merged.append(row.empty_like())
                 steps.append(step)
                 flags.append(first)
-            into = merged[r]
-            into.indices += [row.indices[k] for k in ks]
-            into.params += [row.params[k] for k in ks]
-            for src, dst in zip(row.states, into.states):
-                if dst is not None:
-                    dst += [src[k] for k in ks]
+            for k in ks:
+                merged[r].append(row, k)
         self.rows = merged
         self.steps = np.asarray(steps, np.int64)
         self.first = np.asarray(flags, np.uint8)
         self.compiled, self.scratch = None, {}
 
+
+_MISMATCH = object()  # a group's state_dtype that no run matches
 
 # ---- checks of a whole step (worded by adamcore._validate) ----------------------
 
@@ -353,11 +402,14 @@ def check_bucket(bucket):
                              "with these hyperparameters")
         if need and len(states[k]) != n:
             raise ValueError(f"expected {n} {kind.slots[k]} arrays, got {len(states[k])}")
+    fmt, scales = _check_format(bucket, n)
     named, dtype = [], None
     for k, param in enumerate(params):
         index = None if bucket.indices is None else bucket.indices[k]
         state = [(name, s[k]) for name, s in zip(kind.slots, states) if s is not None]
-        named += _validate.check_tensor(index, param, bucket.grads[k], state)
+        scale = [(qstate.scale_key(name), s[k]) for name, s in zip(kind.slots, scales or ())
+                 if s is not None]
+        named += _validate.check_tensor(index, param, bucket.grads[k], state, fmt, scale)
         if dtype is None:
             dtype = param.dtype
         elif param.dtype != dtype:
@@ -366,6 +418,36 @@ def check_bucket(bucket):
                 f"params of this call have {dtype}; one call steps one dtype"
             )
     return named
+
+
+def _check_format(bucket, n):
+    """A bucket's state format, its scales and seeds checked: (format, scales)."""
+    fmt = next((f for f in qstate.FORMATS.values() if f.code == bucket.fmt
+                and type(bucket.fmt) is int), None)
+    if fmt is None:
+        codes = sorted(f.code for f in qstate.FORMATS.values())
+        raise ValueError(f"a bucket's fmt must be one of {codes}, got {bucket.fmt!r}")
+    if not fmt.is_native() and bucket.kind.name != "adam":
+        raise ValueError(f"{bucket.kind!r} keeps its state in the param's dtype; "
+                         "low-precision state is Adam's")
+    scales, seeds = bucket.scales, bucket.seeds
+    if fmt is qstate.INT8:
+        if type(scales) is not tuple or len(scales) != SLOTS or any(
+                (s is None) != (t is None) or (s is not None and (type(s) is not list
+                                                                  or len(s) != n))
+                for s, t in zip(scales, bucket.states)):
+            raise ValueError("int8 state needs scales: a tuple with a list of absmax arrays "
+                             "wherever states has a list")
+    elif scales is not None:
+        raise ValueError("a bucket's scales are int8 state's; they must be None here")
+    if fmt is qstate.BF16:
+        if type(seeds) is not list or len(seeds) != n:
+            raise ValueError(f"bfloat16 state needs seeds: a list of {n} ints")
+        for seed in seeds:
+            _validate.SEED.check("seeds[k]", seed)
+    elif seeds is not None:
+        raise ValueError("a bucket's seeds are bfloat16 state's; they must be None here")
+    return fmt, scales
 
 
 def check_buckets(buckets, n_threads):

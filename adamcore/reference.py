@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from adamcore import _validate
+from adamcore import _validate, qstate
 from adamcore.plan import check_buckets
 from adamcore.rowgrad import RowGrad
 
@@ -92,12 +92,69 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, s, *, maximize
     np.subtract(p, s1, out=p)
 
 
+def adam_lowp_update(param, grad, states, scales, s, *, fmt, key, maximize, wd_mode):
+    """One Adam update with bfloat16 or int8 state (csrc/lowp_body.h, whose
+    docstring has the rules), in place: ``states`` the (m, v, vmax or None)
+    arrays, ``scales`` their absmax arrays (int8) and ``key`` the call key
+    (bfloat16: adamcore.qstate.call_key). The same operations in the same
+    order as adam_update, on new arrays."""
+    p, g = _flat(param), _flat(grad)
+    m, v, vmax = (None if a is None else _flat(a) for a in states)
+    dtype = p.dtype
+    with np.errstate(all="ignore"):  # NaN and inf propagate, as in the kernel
+        gi = g * s["gscale"]
+        if maximize:
+            gi = -gi
+        if wd_mode == "coupled":
+            gi = gi + s["wd"] * p
+        if fmt is qstate.BF16:
+            m_old, v_old = (qstate.bf16_value(a.view(np.uint16)).astype(dtype) for a in (m, v))
+        else:
+            m_old = qstate.decode(m, scales[0], True).astype(dtype)
+            v_old = qstate.decode(v, scales[1], False).astype(dtype)
+        mi = s["b1"] * m_old + s["omb1"] * gi
+        vi = s["b2"] * v_old + s["omb2"] * (gi * gi)
+        vhat = vi
+        if fmt is qstate.BF16:
+            r = qstate.element_bits(key, p.size)
+            m_bits = qstate.bf16_round(mi.astype(np.float32), r >> np.uint32(16))
+            v_bits = qstate.bf16_round(vi.astype(np.float32), r & np.uint32(0xFFFF))
+            if vmax is not None:  # the larger stored value; NaN propagates, a tie gives v
+                old = vmax.view(np.uint16)
+                mx, vs = qstate.bf16_value(old), qstate.bf16_value(v_bits)
+                keep = (mx > vs) | np.isnan(mx)
+                vmax.view(np.uint16)[:] = np.where(keep, old, v_bits)
+                vhat = np.where(keep, mx, vs).astype(dtype)
+            m.view(np.uint16)[:] = m_bits
+            v.view(np.uint16)[:] = v_bits
+        else:
+            if vmax is not None:
+                xo = qstate.decode(vmax, scales[2], False).astype(dtype)
+                vhat = np.where((xo > vi) | np.isnan(xo), xo, vi)
+            for a, x, absmax, signed in ((m, mi, scales[0], True), (v, vi, scales[1], False),
+                                         (vmax, vhat, scales[2], False)):
+                if a is not None:
+                    a[:], absmax[:] = qstate.quantize(x.astype(np.float32), signed)
+        denom = np.sqrt(vhat) * s["dscale"] + s["eps"]
+        pi = p * s["decay"] if wd_mode == "decoupled" else p
+        p[:] = pi - s["step_size"] * (mi / denom)
+
+
 def adam(bucket, scratch):
     """Step one validated Adam bucket (adamcore.kinds.ADAM)."""
     h = bucket.hyper
     s = adam_scalars(h, bucket.step, bucket.grad_scale, bucket.params[0].dtype)
     wd_mode = (None if float(h.weight_decay) == 0.0
                else ("decoupled" if h.decoupled else "coupled"))
+    if bucket.fmt != qstate.NATIVE.code:
+        fmt = next(f for f in qstate.FORMATS.values() if f.code == bucket.fmt)
+        for k, param in enumerate(bucket.params):
+            states = tuple(None if lst is None else lst[k] for lst in bucket.states)
+            scales = tuple(None if lst is None else lst[k] for lst in bucket.scales or (None,) * 3)
+            key = qstate.call_key(bucket.seeds[k], bucket.step) if bucket.seeds else 0
+            adam_lowp_update(param, bucket.grads[k], states, scales, s, fmt=fmt, key=key,
+                             maximize=bool(h.maximize), wd_mode=wd_mode)
+        return
     buffers = _scratch(scratch, bucket, 2)
     ms, vs, vmaxs = bucket.states
     for k, param in enumerate(bucket.params):

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "adam_internal.h"
+#include "lowp_internal.h"
 #include "omp_compat.h"
 
 /* ---- SIMD level ------------------------------------------------------- */
@@ -94,7 +95,8 @@ int adamcore_adam_hyper_valid(const adamcore_adam_hyper *h)
            h->eps >= 0.0 && isfinite(h->eps) &&
            h->weight_decay >= 0.0 && isfinite(h->weight_decay) && !(h->grad_scale < 0.0) &&
            h->step >= 1 &&
-           (h->eps_mode == ADAMCORE_EPS_TORCH || h->eps_mode == ADAMCORE_EPS_KERAS);
+           (h->eps_mode == ADAMCORE_EPS_TORCH || h->eps_mode == ADAMCORE_EPS_KERAS) &&
+           h->state_format >= ADAMCORE_STATE_NATIVE && h->state_format <= ADAMCORE_STATE_INT8;
 }
 
 /* Per-step scalars in double, once per call (the same expressions as
@@ -185,6 +187,8 @@ static int adam_step(const adamcore_tensor *tensors, int64_t n_tensors,
         total += t->n;
     }
     if (total == 0) return ADAMCORE_OK;
+    if (h->state_format != ADAMCORE_STATE_NATIVE)
+        return adamcore_adam_lowp_step(tensors, n_tensors, h, n_threads, is_f64);
 
     adamcore_adam_prepared prep;
     adamcore_adam_prepare(h, is_f64, &prep);

@@ -50,7 +50,22 @@ typedef struct {
     const void *grad;      /* IN     */
     void *state[3];        /* IN/OUT */
     int64_t n;             /* number of elements, >= 0 */
+    /* Adam's low-precision state only (adamcore_adam_hyper.state_format;
+     * zero otherwise): */
+    float *absmax[3];      /* IN/OUT, 8-bit: state[k]'s scale per block of
+                              ADAMCORE_QBLOCK elements, ceil(n / 256) floats */
+    uint64_t seed;         /* bfloat16: the tensor's stream of rounding bits */
 } adamcore_tensor;
+
+/* Where Adam keeps m, v (and AMSGrad's max), for any param dtype:
+ *   NATIVE  the param's dtype (state[k] as param)
+ *   BF16    bfloat16 (uint16 bit patterns), the arithmetic in the param's
+ *           dtype, stored by stochastic rounding with bits from a hash of
+ *           (seed, step, element index): lowp_body.h
+ *   INT8    one byte per element, a code of the dynamic maps (qmaps.c), and
+ *           one float32 absmax per ADAMCORE_QBLOCK consecutive elements */
+enum { ADAMCORE_STATE_NATIVE = 0, ADAMCORE_STATE_BF16 = 1, ADAMCORE_STATE_INT8 = 2 };
+#define ADAMCORE_QBLOCK 256
 
 typedef struct {
     double lr;             /* >= 0 */
@@ -64,12 +79,14 @@ typedef struct {
     int amsgrad;
     int maximize;
     int eps_mode;          /* ADAMCORE_EPS_TORCH or ADAMCORE_EPS_KERAS */
+    int state_format;      /* ADAMCORE_STATE_*; the dense step only (not rows) */
 } adamcore_adam_hyper;
 
 /* Step every tensor of the table once. n_threads >= 1 is the most threads
- * used; the work is split over the concatenated elements of all tensors, and
- * runs serially below ADAMCORE_PARALLEL_MIN elements. The result does not
- * depend on n_threads or on the SIMD level. */
+ * used; the work is split over the concatenated elements of all tensors (with
+ * low-precision state: over their blocks of ADAMCORE_QBLOCK), and runs
+ * serially below ADAMCORE_PARALLEL_MIN elements. The result does not depend
+ * on n_threads or on the SIMD level. */
 int adamcore_adam_step_f32(const adamcore_tensor *tensors, int64_t n_tensors,
                            const adamcore_adam_hyper *hyper, int n_threads);
 int adamcore_adam_step_f64(const adamcore_tensor *tensors, int64_t n_tensors,
@@ -216,6 +233,12 @@ int adamcore_rank_sum_f32(const float *recv, int64_t n_ranks, int64_t stride, in
                           float scale, float *out, int n_threads);
 int adamcore_rank_sum_f64(const double *recv, int64_t n_ranks, int64_t stride, int64_t n,
                           double scale, double *out, int n_threads);
+
+/* The 8-bit state's code maps (qmaps.c): 256 ascending float32 bit
+ * patterns, signed (exp_avg) or unsigned (exp_avg_sq); and the code the
+ * kernels give a scaled value q (the rounding rule in qmaps.c). */
+const uint32_t *adamcore_qmap_bits(int is_unsigned);
+uint8_t adamcore_qencode(int is_unsigned, float q);
 
 /* Memory-bandwidth probe with the Adam step's access pattern (stream_probe.c):
  * p += g; m += g; v += g over n float32 elements, split like a step. */

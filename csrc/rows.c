@@ -248,7 +248,8 @@ static int grad_valid(const adamcore_row_grad *g, int64_t n_rows)
 static int adam_rows(const adamcore_table *t, const adamcore_row_grad *g,
                      const adamcore_adam_hyper *h, int mode, int n_threads, int is_f64)
 {
-    if (!t || t->n_rows < 0 || !adamcore_adam_hyper_valid(h) || n_threads < 1 ||
+    if (!t || t->n_rows < 0 || !adamcore_adam_hyper_valid(h) ||
+        h->state_format != ADAMCORE_STATE_NATIVE || n_threads < 1 ||
         !grad_valid(g, t->n_rows) ||
         (mode != ADAMCORE_ROWS_LAZY && mode != ADAMCORE_ROWS_DENSE &&
          mode != ADAMCORE_ROWS_SPARSE_ADAM) ||

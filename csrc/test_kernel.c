@@ -132,8 +132,8 @@ static void run_case(int is_f64, int64_t n, int offset, const adamcore_adam_hype
 static void test_invalid(void)
 {
     float x = 0;
-    adamcore_tensor t = {&x, &x, {&x, &x, NULL}, 1};
-    const adamcore_adam_hyper ok = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
+    adamcore_tensor t = {&x, &x, {&x, &x, NULL}, 1, {NULL, NULL, NULL}, 0};
+    const adamcore_adam_hyper ok = {1e-3, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH, ADAMCORE_STATE_NATIVE};
     adamcore_adam_hyper h;
 #define EXPECT_EINVAL(field, value)                                                  \
     h = ok;                                                                          \
@@ -397,7 +397,7 @@ static int family_variants(adamcore_family_hyper *out)
 static void test_family_invalid(void)
 {
     float x[4] = {0, 0, 0, 0}, y[4] = {1, 1, 1, 1}, s[3][4] = {{0}};
-    adamcore_tensor t = {x, y, {s[0], s[1], s[2]}, 4};
+    adamcore_tensor t = {x, y, {s[0], s[1], s[2]}, 4, {NULL, NULL, NULL}, 0};
     adamcore_family_hyper h;
 #define FAMILY_EINVAL(kind, state0, state1, state2, field, value)                          \
     do {                                                                                    \
@@ -502,7 +502,7 @@ static void test_family_invalid(void)
               "a refused family call wrote element %d", i);
     /* Empty work is fine: no table, or tensors of 0 elements (their slots unread). */
     CHECK(adamcore_family_step_f64(NULL, 0, &ok, 1) == ADAMCORE_OK, "family empty table");
-    adamcore_tensor empty = {NULL, NULL, {NULL, NULL, NULL}, 0};
+    adamcore_tensor empty = {NULL, NULL, {NULL, NULL, NULL}, 0, {NULL, NULL, NULL}, 0};
     CHECK(adamcore_family_step_f32(&empty, 1, &ok, 1) == ADAMCORE_OK, "family 0 elements");
     /* And a valid call does write. */
     CHECK(adamcore_family_step_f32(&t, 1, &ok, 1) == ADAMCORE_OK, "family valid");
@@ -564,7 +564,7 @@ static void test_rows(int top)
                 *d = s == start[u] ? rows[order[s] * W + j] : *d + rows[order[s] * W + j];
             }
     const adamcore_row_grad g = {rows, order, start, uniq, n_unique, W};
-    adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.1, 1.0, 3, 1, 0, 0, ADAMCORE_EPS_TORCH};
+    adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.1, 1.0, 3, 1, 0, 0, ADAMCORE_EPS_TORCH, ADAMCORE_STATE_NATIVE};
     for (int level = 0; level <= top; level++) {
         CHECK(adamcore_simd_set(level) == ADAMCORE_OK, "set level %d", level);
         for (int threads = 1; threads <= 3; threads++) {
@@ -573,7 +573,7 @@ static void test_rows(int top)
                 memset(m[a], 0, sizeof(m[a]));
                 memset(v[a], 0, sizeof(v[a]));
             }
-            adamcore_tensor t = {p[0], dense_g, {m[0], v[0], NULL}, N * W};
+            adamcore_tensor t = {p[0], dense_g, {m[0], v[0], NULL}, N * W, {NULL, NULL, NULL}, 0};
             adamcore_table tab = {p[1], {m[1], v[1], NULL}, N};
             CHECK(adamcore_adam_step_f32(&t, 1, &h, threads) == ADAMCORE_OK, "dense step");
             CHECK(adamcore_adam_rows_f32(&tab, &g, &h, ADAMCORE_ROWS_DENSE, threads) ==
@@ -633,6 +633,95 @@ static void test_rank_sum(void)
     free(out64);
 }
 
+/* The 8-bit encoder equals an independent nearest-code search (a binary
+ * search of the midpoints, compared in double) over every float32 in
+ * [-1, 1] at a stride, and at every threshold and its neighbours. */
+static float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint8_t nearest_code(const uint32_t *map_bits, float q)
+{
+    int lo = 0, hi = 255;  /* the number of midpoints <= q: ties go up */
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        const double m = ((double)bits_f32(map_bits[mid]) + bits_f32(map_bits[mid + 1])) / 2;
+        if (m <= (double)q) lo = mid + 1; else hi = mid;
+    }
+    return (uint8_t)lo;
+}
+
+static void test_qencode(void)
+{
+    for (int u = 0; u < 2; u++) {
+        const uint32_t *map = adamcore_qmap_bits(u);
+        int bad = 0;
+        for (uint32_t b = 0; b <= 0x3f800000u; b += 61) {
+            for (int sign = 0; sign < 2; sign++) {
+                const float q = bits_f32(b | (sign ? 0x80000000u : 0));
+                bad += adamcore_qencode(u, q) != nearest_code(map, q);
+            }
+        }
+        for (int k = 0; k < 255; k++) {
+            const double m = ((double)bits_f32(map[k]) + bits_f32(map[k + 1])) / 2;
+            const float t = (float)m;
+            const float near[4] = {t, nextafterf(t, -2.0f), nextafterf(t, 2.0f), bits_f32(map[k])};
+            for (int j = 0; j < 4; j++) bad += adamcore_qencode(u, near[j]) != nearest_code(map, near[j]);
+        }
+        if (bad) {
+            printf("FAIL qencode(%s): %d codes differ from the nearest\n", u ? "unsigned" : "signed", bad);
+            failures++;
+        }
+        const uint8_t zero = nearest_code(map, 0.0f);
+        if (adamcore_qencode(u, NAN) != zero) {
+            printf("FAIL qencode(NaN) is not the code of zero\n");
+            failures++;
+        }
+    }
+}
+
+/* Low-precision Adam: every thread count and SIMD level gives the bytes of
+ * the baseline single-threaded run (the mirror is checked in tests/). */
+static void test_lowp(int top)
+{
+    enum { N = 5 * ADAMCORE_PARALLEL_MIN + 301 };
+    static float p[2][N], g[N], absmax[2][3][(N + 255) / 256];
+    static uint16_t bf[2][3][N];
+    static uint8_t q8[2][3][N];
+    for (int64_t i = 0; i < N; i++) g[i] = (float)sin(0.37 * (double)i) * 2.0f;
+    for (int fmt = ADAMCORE_STATE_BF16; fmt <= ADAMCORE_STATE_INT8; fmt++)
+        for (int level = 0; level <= top; level++)
+            for (int threads = 1; threads <= 3; threads += 2) {
+                const int r = !(level == 0 && threads == 1);  /* run 0: the reference */
+                adamcore_simd_set(level);
+                memset(bf[r], 0, sizeof bf[r]);
+                memset(q8[r], 0, sizeof q8[r]);
+                memset(absmax[r], 0, sizeof absmax[r]);
+                for (int64_t i = 0; i < N; i++) p[r][i] = (float)cos(0.11 * (double)i);
+                adamcore_tensor t = {p[r], g, {NULL, NULL, NULL}, N, {NULL, NULL, NULL}, 42};
+                for (int k = 0; k < 3; k++) {
+                    t.state[k] = fmt == ADAMCORE_STATE_BF16 ? (void *)bf[r][k] : (void *)q8[r][k];
+                    t.absmax[k] = absmax[r][k];
+                }
+                adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.1, 1.0, 1, 1, 1, 0,
+                                         ADAMCORE_EPS_TORCH, fmt};
+                int status = 0;
+                for (h.step = 1; h.step <= 3; h.step++)
+                    status |= adamcore_adam_step_f32(&t, 1, &h, threads);
+                if (status != ADAMCORE_OK ||
+                    (r && (memcmp(p[0], p[1], sizeof p[0]) || memcmp(bf[0], bf[1], sizeof bf[0]) ||
+                           memcmp(q8[0], q8[1], sizeof q8[0]) ||
+                           memcmp(absmax[0], absmax[1], sizeof absmax[0])))) {
+                    printf("FAIL lowp format %d level %d threads %d\n", fmt, level, threads);
+                    failures++;
+                }
+            }
+    adamcore_simd_set(top);
+}
+
 int main(void)
 {
     const int top = adamcore_simd_supported();
@@ -642,7 +731,7 @@ int main(void)
     test_invalid();
     int cases = 0;
     for (int variant = 0; variant < 24; variant++) {
-        adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH};
+        adamcore_adam_hyper h = {1e-2, 0.9, 0.999, 1e-8, 0.0, 1.0, 1, 0, 0, 0, ADAMCORE_EPS_TORCH, ADAMCORE_STATE_NATIVE};
         h.maximize = variant & 1;
         h.amsgrad = (variant >> 1) & 1;
         h.eps_mode = (variant >> 2) & 1;
@@ -661,6 +750,8 @@ int main(void)
     }
     test_rows(top);
     test_rank_sum();
+    test_qencode();
+    test_lowp(top);
     test_family_invalid();
     const int family_cases = test_family(top);
     printf("%d Adam cases, %d family cases, %d failures\n", cases, family_cases, failures);

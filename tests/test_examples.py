@@ -17,7 +17,8 @@ import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NUMBER = r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?"
-NEEDS_SKLEARN = ("04_softmax_digits.py", "05_mlp_digits.py", "07_torch_mlp_digits.py")
+NEEDS_SKLEARN = ("04_softmax_digits.py", "05_mlp_digits.py", "07_torch_mlp_digits.py",
+                 "09_low_precision_state.py")
 NEEDS_TORCH = ("07_torch_mlp_digits.py",)
 MLP_OPTIMIZERS = ("Adam", "AdamW", "AMSGrad", "RMSprop", "Adagrad", "SGD+momentum",
                   "AdaBelief", "Adam (textbook NumPy)")
@@ -87,6 +88,19 @@ def test_mlp_digits():
     assert row(out, "Adam (textbook NumPy)")[:2] == pytest.approx(row(out, "Adam")[:2], abs=0.01)
     assert re.search(rf"optimizer steps per epoch: adamcore.Adam {NUMBER} ms, "
                      rf"textbook NumPy Adam {NUMBER} ms: adamcore {NUMBER}x faster", out)
+
+
+def test_low_precision_state():
+    pytest.importorskip("sklearn", reason="example 9 uses scikit-learn's bundled digits")
+    pytest.importorskip("ml_dtypes", reason="bfloat16 state needs ml_dtypes")
+    out = run_example("09_low_precision_state.py", "--fast", "--no-plot")
+    f32 = row(out, "float32")
+    for label in ("bfloat16", "int8"):
+        numbers = row(out, label)
+        assert len(numbers) == 5 and min(numbers[:3]) > 0.5  # chance is 0.1
+        assert abs(numbers[3] - f32[3]) < 0.05  # the mean, 3 epochs
+    for label in ("adamcore bfloat16", "adamcore int8"):
+        assert 0 < row(out, label)[-1] < 0.5
 
 
 def test_torch_mlp_digits():

@@ -25,6 +25,7 @@ import adamcore
 from adamcore.bench import memory, report, roofline, targets
 from adamcore.bench import distributed as dist_bench
 from adamcore.bench import rows as row_bench
+from adamcore.bench import state as state_bench
 from adamcore.bench.cases import (IMPLS, INSTALL, MANY_TENSORS_ONLY, SINGLE_THREADED,
                                   TORCH_THREADED, Case, available, torch)
 from adamcore.bench.timing import interleaved
@@ -98,6 +99,10 @@ def main(argv=None):
     parser.add_argument("--rows", choices=("yes", "no", "only"), default="yes",
                         help="the row-gradient (embedding table) cases: with the rest, "
                              "left out, or alone")
+    parser.add_argument("--state", choices=("yes", "no", "only"), default="yes",
+                        help="the low-precision state cases (adamcore.bench.state: bfloat16 "
+                             "and int8 against float32 state and the peers): with the rest, "
+                             "left out, or alone")
     parser.add_argument("--distributed", action="store_true",
                         help="instead: adamcore.distributed at 1, 2, 4 ranks against torch's "
                              "ZeroRedundancyOptimizer (needs adamcore[mpi]; see "
@@ -109,6 +114,8 @@ def main(argv=None):
     if not info["extension"]:
         sys.exit(f"adamcore's compiled kernel is not available: {info['extension_error']}")
     all_threads = info["max_threads"]
+    if args.state == "only":
+        return state_bench.run(args, all_threads)
     dtypes = ["float32", "float64"] if args.full else ["float32"]
     sizes = FULL_SIZES if args.full else QUICK_SIZES
     cases = plan(dtypes, sizes, all_threads) if args.rows != "only" else []
@@ -172,6 +179,9 @@ def main(argv=None):
     written = ["results.json", "results.md"] + (["results.png"] if plotted else [])
     print(f"\nwrote {', '.join(str(args.out / w) for w in written)}"
           + ("" if plotted or not rows else " (pip install matplotlib for the plot)"))
+    if args.state == "yes":
+        print("\nlow-precision state (state_dtype), float32 params:")
+        state_bench.run(args, all_threads)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,12 @@ class ShardedOptimizer:
                             f"views into its one buffer), got {type(params).__name__}")
         if stage not in STAGES or isinstance(stage, bool):
             raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+        # A shard's pieces would round and block their state by piece, not by
+        # param: the result would depend on the process count.
+        if any(g.get("state_dtype") is not None for g in [self._ctor, *(groups or [])]
+               if isinstance(g, dict)):
+            raise ValueError("state_dtype must be None for a ShardedOptimizer: low-precision "
+                             "state is single-process for now")
         if not isinstance(average, (bool, np.bool_)):
             raise TypeError(f"average must be a bool, got {type(average).__name__}")
         if isinstance(bucket, bool) or not isinstance(bucket, int) or bucket < 1:
