@@ -7,6 +7,7 @@ import pytest
 
 from adamcore.bench import cases, memory, report, roofline, targets, timing
 from adamcore.bench import rows as row_bench
+from adamcore.bench import state as state_bench
 from helpers import requires_kernel
 
 pytestmark = requires_kernel
@@ -94,8 +95,14 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(memory, "measure", lambda: small(n=256, steps=5))
     monkeypatch.setattr(row_bench, "TABLE", (3000, 8))  # not 1M x 64: GBs per case
     monkeypatch.setattr(row_bench, "LOOKUPS", (4096,))
+    monkeypatch.setattr(state_bench, "SIZES", [1024, 8192])
     cli.main(["--repeats", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert {r["n"] for r in state["rows"]} == {1024, 8192}
+    assert {"c-f32", "c-int8"} <= {r["impl"] for r in state["rows"]}
+    assert all(r["speedup"] == 1.0 for r in state["rows"] if r["impl"] == "c-f32")
+    assert "state bytes per element" in out
     assert "Targets:" in out and "memory bound" in out
     assert "row gradients" in out and "4096 uniform lookups: sparse-adam speedup" in out
     assert json.loads((tmp_path / "results.json").read_text())["row_gradients"]
@@ -107,6 +114,20 @@ def test_command_end_to_end(tmp_path, monkeypatch, capsys):
         "c-adam", "c-adam-frozen", "c-adam-skipped-once"}
     assert "3 x 16 tensors, one param frozen: time vs every grad present" in out
     assert {r["n_tensors"] for r in rows if r["impl"] == "c-flat"} == {4}
+
+
+@pytest.mark.parametrize("impl", [i for i in state_bench.IMPLS if state_bench.available(i)])
+def test_every_state_case_steps_its_param(impl):
+    case = state_bench.StateCase(impl, 8192, threads=1)
+    before = [np.array(p, copy=True) for p in case.params]
+    case.timed()()
+    assert all(not np.array_equal(b, np.asarray(p)) for b, p in zip(before, case.params))
+
+
+def test_state_bytes_are_measured():
+    mem = state_bench.state_bytes(n=2 ** 18)  # large enough that bookkeeping is < 1%
+    assert 8 <= mem["c-f32"]["per_element"] < 8.1
+    assert 2 + 8 / 256 <= mem["c-int8"]["per_element"] < 2.1
 
 
 @pytest.mark.parametrize("impl", [i for i in row_bench.IMPLS if row_bench.available(i)])

@@ -54,6 +54,7 @@ class StateCase:
         rng = np.random.default_rng(0)
         p = rng.standard_normal(n).astype(np.float32)
         g = rng.standard_normal(n).astype(np.float32)
+        self.params = [p]  # what a step updates (torch steps views of it)
         if impl in STATE_DTYPES:
             opt = adamcore.Adam([p], state_dtype=STATE_DTYPES[impl], n_threads=threads)
             self.step = lambda: opt.step([g])
@@ -65,7 +66,7 @@ class StateCase:
             self.step = opt.step
         else:
             case = Case(impl, "float32", n, threads)
-            self.step = case.step
+            self.step, self.params = case.step, case.params
         self.step()
 
     def timed(self):
