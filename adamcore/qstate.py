@@ -277,9 +277,10 @@ def storage_dtype(fmt, param_dtype):
 
 def stored_format(arrays, first_slot):
     """The format a param's state arrays are in (read off the first slot's dtype)."""
-    if first_slot not in arrays:  # a state of step counts only (SGD without momentum)
-        return NATIVE
-    dtype = arrays[first_slot].dtype
+    a = arrays.get(first_slot)
+    if not isinstance(a, np.ndarray):  # step counts only (SGD without momentum), or not an
+        return NATIVE                  # array: the checks of the step refuse it as such
+    dtype = a.dtype
     if dtype == np.uint8:
         return INT8
     return BF16 if dtype.itemsize == 2 and dtype.name == "bfloat16" else NATIVE
